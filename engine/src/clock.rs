@@ -1,0 +1,67 @@
+//! The Clock trait: the only source of time for protocol code.
+//!
+//! Two kinds of time are kept apart on purpose:
+//! - the monotonic [`Instant`] drives every timeout, interval and expiry;
+//! - the wall clock in milliseconds (`wall_ms`) is used only for what RocketMQ puts on the
+//!   wire or on disk: born and store timestamps, the file-expiry hour, timestamp → offset
+//!   searches, data versions.
+//!
+//! Production reads the host clocks (`ferrocket-net`). The simulator runs the same code on
+//! madsim's virtual time and skews or jumps each node's wall clock independently.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+/// A monotonic point in time. Under `--cfg madsim` this is madsim's virtual instant.
+pub use tokio::time::Instant;
+
+/// A source of monotonic and wall-clock time, and of sleeps.
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// The current monotonic instant.
+    fn instant(&self) -> Instant;
+
+    /// Milliseconds since the Unix epoch, as this node believes them to be. May jump (NTP,
+    /// simulated skew): never use it to measure an interval.
+    fn wall_ms(&self) -> i64;
+
+    /// A future that completes at `deadline` (immediately if it has passed).
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+}
+
+/// The clock shared by every component of one process (or one simulated node).
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The error of [`ClockExt::timeout`]: the deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline elapsed")]
+pub struct Elapsed;
+
+/// Conveniences built on [`Clock`].
+pub trait ClockExt: Clock {
+    /// Sleeps for `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        self.sleep_until(self.instant() + duration)
+    }
+
+    /// Runs `future` until it finishes or `duration` passes, whichever is first.
+    fn timeout<F: Future>(
+        &self,
+        duration: Duration,
+        future: F,
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> {
+        let deadline = self.sleep(duration);
+        async move {
+            tokio::select! {
+                biased;
+                output = future => Ok(output),
+                () = deadline => Err(Elapsed),
+            }
+        }
+    }
+}
+
+impl<C: Clock + ?Sized> ClockExt for C {}

@@ -1,0 +1,262 @@
+//! `RemotingCommand`: the one message type of every remoting connection, request or response.
+//!
+//! A command is a header (code, language, version, opaque, flag, remark, extFields) and an
+//! opaque body. Typed request/response headers travel flattened in `extFields` as strings
+//! (see [`super::header`]). Responses copy the request's `opaque` and serialize type and carry
+//! [`CURRENT_VERSION`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::code::{CURRENT_VERSION, LanguageCode, SerializeType, request_code, response_code};
+use super::header::{CommandHeader, HeaderError};
+
+/// Flag bit 0: the command is a response.
+pub const FLAG_RESPONSE: i32 = 1;
+/// Flag bit 1: the request is oneway; the receiver must not answer it.
+pub const FLAG_ONEWAY: i32 = 1 << 1;
+
+/// The `extFields` map: header fields by name, always strings on the wire.
+///
+/// Kept sorted so that encodings are deterministic.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ExtFields(BTreeMap<String, String>);
+
+impl ExtFields {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Sets `key` to `value`, replacing any earlier value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0.remove(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no fields (on the wire: `extFields` absent).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl serde::Serialize for ExtFields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// A remoting request or response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemotingCommand {
+    /// Request code on a request, response code on a response.
+    pub code: i32,
+    /// The sender's implementation language.
+    pub language: LanguageCode,
+    /// The sender's `MQVersion` ordinal.
+    pub version: i32,
+    /// The request id; a response echoes its request's.
+    pub opaque: i32,
+    /// Flag bits: [`FLAG_RESPONSE`], [`FLAG_ONEWAY`].
+    pub flag: i32,
+    /// Human-readable text, usually the error of a response.
+    pub remark: Option<String>,
+    /// The custom header's fields.
+    pub ext_fields: ExtFields,
+    /// The body; empty means absent.
+    pub body: Bytes,
+    /// The header encoding this command arrived in or will be sent in.
+    pub serialize_type: SerializeType,
+}
+
+impl Default for RemotingCommand {
+    fn default() -> Self {
+        Self {
+            code: 0,
+            language: LanguageCode::Java,
+            version: CURRENT_VERSION,
+            opaque: 0,
+            flag: 0,
+            remark: None,
+            ext_fields: ExtFields::new(),
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+}
+
+impl fmt::Debug for RemotingCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = if self.is_response() {
+            response_code::name(self.code)
+        } else {
+            request_code::name(self.code)
+        };
+        f.debug_struct("RemotingCommand")
+            .field(
+                "code",
+                &format_args!("{}({})", self.code, name.unwrap_or("?")),
+            )
+            .field("opaque", &self.opaque)
+            .field("flag", &self.flag)
+            .field("language", &self.language)
+            .field("version", &self.version)
+            .field("remark", &self.remark)
+            .field("ext_fields", &self.ext_fields)
+            .field("body_len", &self.body.len())
+            .field("serialize_type", &self.serialize_type)
+            .finish()
+    }
+}
+
+impl RemotingCommand {
+    /// A request with `code` and no header.
+    pub fn request(code: i32) -> Self {
+        Self {
+            code,
+            ..Self::default()
+        }
+    }
+
+    /// A request with `code` and the typed `header`.
+    pub fn request_with_header(code: i32, header: &impl CommandHeader) -> Self {
+        let mut command = Self::request(code);
+        header.encode(&mut command.ext_fields);
+        command
+    }
+
+    /// A response to `request`: same opaque and serialize type, response flag set, code
+    /// `code`, optional remark.
+    pub fn response_to(request: &RemotingCommand, code: i32, remark: Option<String>) -> Self {
+        Self {
+            code,
+            opaque: request.opaque,
+            flag: FLAG_RESPONSE,
+            remark,
+            serialize_type: request.serialize_type,
+            ..Self::default()
+        }
+    }
+
+    /// A successful response to `request`.
+    pub fn success_to(request: &RemotingCommand) -> Self {
+        Self::response_to(request, response_code::SUCCESS, None)
+    }
+
+    /// An error response to `request` with `code` and `remark`.
+    pub fn error_to(request: &RemotingCommand, code: i32, remark: impl Into<String>) -> Self {
+        Self::response_to(request, code, Some(remark.into()))
+    }
+
+    /// Sets the body.
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Writes a typed header into `extFields`.
+    pub fn with_header(mut self, header: &impl CommandHeader) -> Self {
+        header.encode(&mut self.ext_fields);
+        self
+    }
+
+    /// Reads a typed header from `extFields`.
+    pub fn decode_header<H: CommandHeader>(&self) -> Result<H, HeaderError> {
+        H::decode(&self.ext_fields)
+    }
+
+    /// Whether this is a response.
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    /// Whether this is a oneway request (no answer expected).
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    /// Marks this request oneway.
+    pub fn mark_oneway(&mut self) {
+        self.flag |= FLAG_ONEWAY;
+    }
+
+    /// Marks this command a response.
+    pub fn mark_response(&mut self) {
+        self.flag |= FLAG_RESPONSE;
+    }
+
+    /// Whether this response reports success.
+    pub fn is_success(&self) -> bool {
+        self.code == response_code::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_copies_opaque_and_serialize_type() {
+        let mut request = RemotingCommand::request(request_code::PULL_MESSAGE);
+        request.opaque = 77;
+        request.serialize_type = SerializeType::RocketMq;
+        let response = RemotingCommand::error_to(&request, response_code::SYSTEM_BUSY, "busy");
+        assert_eq!(response.opaque, 77);
+        assert_eq!(response.serialize_type, SerializeType::RocketMq);
+        assert!(response.is_response());
+        assert!(!response.is_oneway());
+        assert_eq!(response.version, CURRENT_VERSION);
+        assert_eq!(response.remark.as_deref(), Some("busy"));
+    }
+
+    #[test]
+    fn oneway_flag_is_bit_one() {
+        let mut request = RemotingCommand::request(request_code::UPDATE_CONSUMER_OFFSET);
+        request.mark_oneway();
+        assert_eq!(request.flag, 2);
+        assert!(request.is_oneway());
+        assert!(!request.is_response());
+    }
+}

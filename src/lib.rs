@@ -1,0 +1,1 @@
+//! ferrocket's binaries: `mqnamesrv`, `mqbroker` and tools, thin wrappers over the engine.
