@@ -1,1 +1,571 @@
-//! placeholder
+//! Production binding of the engine's [`Disk`] trait to memory-mapped files.
+//!
+//! [`MmapDisk`] is rooted at a directory; every path the store passes is relative to it and
+//! uses `/` separators. Segments (commit log, consume queue and index files) are fixed-size
+//! files mapped with `memmap2`; small metadata files (`checkpoint`, `config/*.json`) are
+//! replaced atomically with the write-temporary / fsync / rename / fsync-directory dance.
+//!
+//! How the crash contract of [`ferrocket_engine::disk`] is met:
+//!
+//! - `write_at` copies into the shared mapping, so it is visible to every reader at once
+//!   and reaches the device only when the kernel writes the page back or when a
+//!   [`Segment::sync`] runs `msync(MS_SYNC)` over the page-aligned range.
+//! - Space is reserved with `fallocate` when a segment is opened, so a full device shows as
+//!   `StorageFull` from [`Disk::open_segment`] and never as a `SIGBUS` on a later write into
+//!   the mapping. Only where the file system does not support `fallocate` does the file
+//!   fall back to a sparse `set_len`, which loses that guarantee.
+//! - `fallocate` sets the file's size in one step, so a file left behind by a crash during
+//!   creation has either its full size or length zero. A zero-length file is therefore
+//!   treated as an interrupted creation and completed, never as a size mismatch.
+//! - The first successful sync of every segment handle also fsyncs each directory from the
+//!   segment's parent up to the disk root, which makes the segment's existence durable
+//!   however it (and its parent directories) came to be created.
+//! - Blocking calls (`msync`, `fsync`) run on tokio's blocking pool so they never stall an
+//!   async worker; under `--cfg madsim` (and outside any runtime) they run inline.
+//!
+//! This crate is the only place in the project with `unsafe` code: copying to and from the
+//! mapping. Bounds are checked before every access, and the store never writes a range
+//! that another task reads concurrently, except appending past what readers may see.
+
+// The workspace denies `unsafe_code`; this crate exists to hold the one piece of the project
+// that needs it (raw copies into memory-mapped segments). Each block carries its SAFETY
+// argument.
+#![allow(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ferrocket_engine::disk::{DirEntry, Disk, DiskSpace, PAGE_SIZE, Segment, SharedDisk};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
+
+/// Suffix of the temporary file that [`Disk::write_file_atomic`] renames into place.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// The production [`Disk`]: a directory of memory-mapped segments and small files.
+#[derive(Debug, Clone)]
+pub struct MmapDisk {
+    root: PathBuf,
+}
+
+impl MmapDisk {
+    /// Opens (creating it and its parents if needed) the directory `root` as a disk.
+    pub fn open(root: impl AsRef<Path>) -> io::Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root)?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                ErrorKind::NotADirectory,
+                format!("disk root {} is not a directory", root.display()),
+            ));
+        }
+        Ok(Self { root })
+    }
+
+    /// Opens `root` as a disk shared by every component of the process.
+    pub fn shared(root: impl AsRef<Path>) -> io::Result<SharedDisk> {
+        Ok(Arc::new(Self::open(root)?))
+    }
+
+    /// The directory every relative path is resolved against.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The absolute location of a relative disk path, after validating it.
+    fn resolve(&self, path: &str) -> io::Result<PathBuf> {
+        let path = normalize(path)?;
+        if path.is_empty() {
+            Ok(self.root.clone())
+        } else {
+            Ok(self.root.join(path))
+        }
+    }
+
+    /// Like [`resolve`](Self::resolve) but refuses the root itself, for file operations.
+    fn resolve_file(&self, path: &str) -> io::Result<PathBuf> {
+        if normalize(path)?.is_empty() {
+            return Err(invalid_input(format!(
+                "{path:?} names the disk root, not a file"
+            )));
+        }
+        self.resolve(path)
+    }
+
+    /// Every directory from the parent of `path` up to (and including) the disk root.
+    fn ancestors_to_root(&self, path: &Path) -> Vec<PathBuf> {
+        path.ancestors()
+            .skip(1)
+            .take_while(|dir| dir.starts_with(&self.root))
+            .map(Path::to_path_buf)
+            .collect()
+    }
+}
+
+impl Disk for MmapDisk {
+    fn open_segment(&self, path: &str, size: u64) -> io::Result<Arc<dyn Segment>> {
+        let rel = normalize(path)?;
+        let full = self.resolve_file(path)?;
+        if size == 0 {
+            return Err(invalid_input(format!("segment {rel} must not be empty")));
+        }
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|len| isize::try_from(*len).is_ok())
+            .ok_or_else(|| invalid_input(format!("segment size {size} does not fit in memory")))?;
+        if let Some(parent) = full.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&full)?;
+        let existing_size = file.metadata()?.len();
+        if existing_size != 0 && existing_size != size {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!("segment {rel} has {existing_size} bytes, expected {size}"),
+            ));
+        }
+        if let Err(err) = reserve(&file, existing_size, size) {
+            if existing_size == 0 {
+                // Leave no half-created segment behind: the next attempt starts afresh.
+                let _ = fs::remove_file(&full);
+            }
+            return Err(err);
+        }
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        let pending_dirs = self.ancestors_to_root(&full);
+        Ok(Arc::new(MmapSegment {
+            inner: Arc::new(SegmentInner {
+                path: rel,
+                size,
+                map,
+                pending_dirs: Mutex::new(pending_dirs),
+            }),
+        }))
+    }
+
+    fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
+        let full = self.resolve(dir)?;
+        let reader = match fs::read_dir(&full) {
+            Ok(reader) => reader,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut entries = Vec::new();
+        for entry in reader {
+            let entry = entry?;
+            let name = entry.file_name().into_string().map_err(|name| {
+                io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("non-UTF-8 file name {name:?} in {}", full.display()),
+                )
+            })?;
+            let is_dir = entry.file_type()?.is_dir();
+            entries.push(DirEntry { name, is_dir });
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    fn create_dir_all(&self, dir: &str) -> io::Result<()> {
+        fs::create_dir_all(self.resolve(dir)?)
+    }
+
+    fn exists(&self, path: &str) -> io::Result<bool> {
+        self.resolve(path)?.try_exists()
+    }
+
+    fn read_file(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.resolve_file(path)?) {
+            Ok(contents) => Ok(Some(contents)),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn write_file_atomic(&self, path: &str, contents: &[u8]) -> BoxFuture<'_, io::Result<()>> {
+        let resolved = self.resolve_file(path);
+        let contents = contents.to_vec();
+        async move {
+            let full = resolved?;
+            let dirs = self.ancestors_to_root(&full);
+            blocking(move || write_atomic_blocking(&full, &contents, &dirs)).await
+        }
+        .boxed()
+    }
+
+    fn remove_file(&self, path: &str) -> io::Result<()> {
+        match fs::remove_file(self.resolve_file(path)?) {
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn remove_dir_all(&self, dir: &str) -> io::Result<()> {
+        if normalize(dir)?.is_empty() {
+            return Err(invalid_input("refusing to remove the disk root"));
+        }
+        match fs::remove_dir_all(self.resolve(dir)?) {
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn sync_dir(&self, dir: &str) -> BoxFuture<'_, io::Result<()>> {
+        let resolved = self.resolve(dir);
+        async move {
+            let full = resolved?;
+            let root = self.root.clone();
+            blocking(move || {
+                // A missing directory has no entries to make durable, but its own removal is
+                // an entry of an ancestor: sync the nearest one that exists.
+                let mut existing = root.as_path();
+                for dir in full.ancestors().take_while(|dir| dir.starts_with(&root)) {
+                    if dir.try_exists()? {
+                        existing = dir;
+                        break;
+                    }
+                }
+                if !existing.is_dir() {
+                    return Err(io::Error::new(
+                        ErrorKind::NotADirectory,
+                        format!("{} is not a directory", existing.display()),
+                    ));
+                }
+                fsync_dir(existing)
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn space(&self) -> io::Result<DiskSpace> {
+        let stat = rustix::fs::statvfs(&self.root)?;
+        let block = stat.f_frsize.max(1);
+        Ok(DiskSpace {
+            total: stat.f_blocks.saturating_mul(block),
+            available: stat.f_bavail.saturating_mul(block),
+        })
+    }
+}
+
+/// A segment file mapped into memory.
+#[derive(Debug, Clone)]
+pub struct MmapSegment {
+    inner: Arc<SegmentInner>,
+}
+
+#[derive(Debug)]
+struct SegmentInner {
+    path: String,
+    size: u64,
+    map: MmapRaw,
+    /// Directories still to fsync so that the segment's existence is durable; emptied by the
+    /// first successful sync.
+    pending_dirs: Mutex<Vec<PathBuf>>,
+}
+
+impl SegmentInner {
+    /// The mapping offset of `offset..offset + len` if it lies within the segment.
+    fn checked_range(&self, offset: u64, len: usize) -> io::Result<usize> {
+        let end = u64::try_from(len)
+            .ok()
+            .and_then(|len| offset.checked_add(len));
+        match end {
+            // `size` fits in `usize` (checked at open), so the cast cannot truncate.
+            Some(end) if end <= self.size => Ok(offset as usize),
+            _ => Err(invalid_input(format!(
+                "{len} bytes at offset {offset} run past the end of segment {} ({} bytes)",
+                self.path, self.size
+            ))),
+        }
+    }
+
+    fn sync_blocking(&self, range: Range<u64>) -> io::Result<()> {
+        if !range.is_empty() {
+            // Whole pages, as the kernel writes them back; memmap2 further aligns the start
+            // to the OS page size.
+            let start = range.start - range.start % PAGE_SIZE;
+            let end = range.end.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+            let end = end.min(self.size);
+            // Both bounds are at most `size`, which fits in `usize`.
+            self.map
+                .flush_range(start as usize, (end - start) as usize)?;
+        }
+        let mut pending = self
+            .pending_dirs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !pending.is_empty() {
+            for dir in pending.iter() {
+                match fsync_dir(dir) {
+                    // The segment's directory was removed while the handle stayed open: its
+                    // existence can no longer be made durable, and the ancestors that remain
+                    // (fsynced next) hold the removal.
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    other => other?,
+                }
+            }
+            pending.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Segment for MmapSegment {
+    fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let start = self.inner.checked_range(offset, data.len())?;
+        // SAFETY: `checked_range` proved `start + data.len() <= size`, and the mapping is
+        // `size` bytes long and lives as long as `self.inner`, so the destination is valid
+        // for writes. `data` is a Rust slice and cannot alias the mapping's raw memory in a
+        // way the compiler reasons about. The store never writes a range another task reads
+        // concurrently (it only appends past what readers may see), so there is no data race.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.inner.map.as_mut_ptr().add(start),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = self.inner.checked_range(offset, buf.len())?;
+        // SAFETY: `checked_range` proved `start + buf.len() <= size`, and the mapping is
+        // `size` bytes long and lives as long as `self.inner`, so the source is valid for
+        // reads. `buf` is an exclusive Rust slice distinct from the mapping. Readers only read
+        // what writers have finished publishing, so no write to this range is concurrent.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.inner.map.as_ptr().add(start),
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn sync(&self, range: Range<u64>) -> BoxFuture<'static, io::Result<()>> {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            if range.start > range.end || range.end > inner.size {
+                return Err(invalid_input(format!(
+                    "sync range {range:?} is outside segment {} ({} bytes)",
+                    inner.path, inner.size
+                )));
+            }
+            blocking(move || inner.sync_blocking(range)).await
+        }
+        .boxed()
+    }
+}
+
+/// Reserves `size` bytes for `file`, whose current length is `existing_size`.
+fn reserve(file: &File, existing_size: u64, size: u64) -> io::Result<()> {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+            // The file system cannot reserve space: fall back to a sparse file. A full device
+            // may then show as SIGBUS on a write into the mapping.
+            if existing_size != size {
+                file.set_len(size)?;
+            }
+            Ok(())
+        }
+        Err(errno) => Err(io::Error::from(errno)),
+    }
+}
+
+/// Write `<path>.tmp`, fsync it, rename it over `path`, fsync the directories above it.
+fn write_atomic_blocking(path: &Path, contents: &[u8], dirs: &[PathBuf]) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(TMP_SUFFIX);
+    let tmp = PathBuf::from(tmp_name);
+    if let Err(err) = write_and_sync(&tmp, contents) {
+        let _ = fs::remove_file(&tmp);
+        return Err(err);
+    }
+    fs::rename(&tmp, path)?;
+    for dir in dirs {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn write_and_sync(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Runs a blocking file-system call off the async workers.
+async fn blocking<T, F>(f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(not(madsim))]
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(f)
+                .await
+                .map_err(|err| io::Error::other(format!("blocking disk task failed: {err}")))?,
+            Err(_) => f(),
+        }
+    }
+    // madsim has no blocking pool; the simulated node runs the call inline.
+    #[cfg(madsim)]
+    {
+        f()
+    }
+}
+
+/// Checks a relative disk path and strips trailing slashes; `""` is the root.
+fn normalize(path: &str) -> io::Result<String> {
+    if path.starts_with('/') {
+        return Err(invalid_input(format!("path {path:?} must be relative")));
+    }
+    let trimmed = path.trim_end_matches('/');
+    if !trimmed.is_empty()
+        && trimmed
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == ".." || part.contains('\0'))
+    {
+        return Err(invalid_input(format!(
+            "path {path:?} has an empty, `.`, `..` or NUL component"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn invalid_input(message: impl Into<String>) -> io::Error {
+    io::Error::new(ErrorKind::InvalidInput, message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_accepts_relative_paths_and_rejects_escapes() {
+        assert_eq!(normalize("").unwrap(), "");
+        assert_eq!(normalize("store/commitlog/").unwrap(), "store/commitlog");
+        for bad in ["/etc", "a/../b", "./a", "a//b", "a/\0"] {
+            assert_eq!(
+                normalize(bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_length_file_is_completed_as_an_interrupted_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        fs::create_dir_all(dir.path().join("cq")).unwrap();
+        File::create(dir.path().join("cq/0")).unwrap();
+        let segment = disk.open_segment("cq/0", 8192).unwrap();
+        assert_eq!(fs::metadata(dir.path().join("cq/0")).unwrap().len(), 8192);
+        let mut buf = [1u8; 16];
+        segment.read_at(8176, &mut buf).unwrap();
+        assert_eq!(buf, [0u8; 16]);
+    }
+
+    #[test]
+    fn ancestors_stop_at_the_root() {
+        let disk = MmapDisk {
+            root: PathBuf::from("/data/store"),
+        };
+        let dirs = disk.ancestors_to_root(Path::new("/data/store/consumequeue/T/0/000"));
+        assert_eq!(
+            dirs,
+            [
+                "/data/store/consumequeue/T/0",
+                "/data/store/consumequeue/T",
+                "/data/store/consumequeue",
+                "/data/store",
+            ]
+            .map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn open_segment_reserves_the_whole_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        let size = 1 << 20;
+        disk.open_segment("commitlog/00000000000000000000", size)
+            .unwrap();
+        let meta = fs::metadata(dir.path().join("commitlog/00000000000000000000")).unwrap();
+        assert_eq!(meta.len(), size);
+        // `blocks` counts 512-byte units; a sparse file would have (almost) none.
+        assert!(meta.blocks() * 512 >= size, "{} blocks", meta.blocks());
+    }
+
+    #[test]
+    fn write_file_atomic_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        futures::executor::block_on(disk.write_file_atomic("config/topics.json", b"{}")).unwrap();
+        let names: Vec<String> = disk
+            .list_dir("config")
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.name)
+            .collect();
+        assert_eq!(names, ["topics.json"]);
+    }
+
+    #[test]
+    fn sync_of_a_segment_whose_directory_was_removed_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        let segment = disk.open_segment("consumequeue/T/0/000", 4096).unwrap();
+        disk.remove_dir_all("consumequeue/T").unwrap();
+        segment.write_at(0, b"still mapped").unwrap();
+        futures::executor::block_on(segment.sync(0..4096)).unwrap();
+        assert_eq!(&segment.read(0, 12).unwrap()[..], b"still mapped");
+    }
+
+    #[test]
+    fn written_bytes_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        let segment = disk
+            .open_segment("commitlog/00000000000000000000", 4096)
+            .unwrap();
+        segment.write_at(100, b"hello").unwrap();
+        futures::executor::block_on(segment.sync(0..4096)).unwrap();
+        let on_disk = fs::read(dir.path().join("commitlog/00000000000000000000")).unwrap();
+        assert_eq!(&on_disk[100..105], b"hello");
+    }
+}

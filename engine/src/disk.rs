@@ -40,7 +40,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Size of a sector: the unit at which an unsynced page may be torn on power loss.
 pub const SECTOR_SIZE: u64 = 512;
 
-const _: () = assert!(PAGE_SIZE % SECTOR_SIZE == 0);
+const _: () = assert!(PAGE_SIZE.is_multiple_of(SECTOR_SIZE));
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,1 +1,12 @@
-//! placeholder
+//! ferrocket's simulation bindings: the pieces that let the unchanged engine run inside a
+//! madsim simulation.
+//!
+//! - [`disk`]: [`SimDisk`], an in-memory disk with the crash model of the engine's Disk
+//!   contract (power loss, torn pages, undone creations and removals) and fault injection.
+//! - [`disk_conformance`]: the behaviour every `Disk` implementation shares, as async
+//!   checks run against both `SimDisk` and the production `MmapDisk`.
+
+pub mod disk;
+pub mod disk_conformance;
+
+pub use disk::{CrashKind, PowerLossOutcome, SimDisk, SimDiskFaults, SimDiskStats, SimSegment};

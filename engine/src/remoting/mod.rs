@@ -11,6 +11,7 @@ pub mod codec;
 pub mod command;
 pub mod header;
 pub mod headers;
+pub mod transport;
 
 pub use code::{LanguageCode, SerializeType, request_code, response_code};
 pub use codec::{DecodeError, EncodeError, RemotingCodec};
