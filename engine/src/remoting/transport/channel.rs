@@ -382,6 +382,7 @@ impl Channel {
                 }
                 frame = frames.next() => match frame {
                     Some(Ok(command)) => {
+                        tracing::trace!(peer = %self.0.peer, ?command, "received");
                         self.touch();
                         self.on_command(command);
                     }
@@ -437,7 +438,12 @@ impl Channel {
                 continue;
             };
             self.0.write_drained.notify_waiters();
-            if let Err(error) = write_half.write_all(&batch).await {
+            // Flush too: some streams (madsim's simulated TCP among them) buffer until asked.
+            let written = match write_half.write_all(&batch).await {
+                Ok(()) => write_half.flush().await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
                 tracing::debug!(peer = %self.0.peer, %error, "write failed; closing connection");
                 self.close_because(Some(ChannelEvent::Exception(error.to_string())));
                 break;

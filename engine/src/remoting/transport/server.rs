@@ -152,6 +152,7 @@ async fn accept_loop(
         match listener.accept().await {
             Ok(connection) => {
                 let id = next_channel_id();
+                tracing::debug!(peer = %connection.peer_addr, id, "accepted connection");
                 let channel =
                     Channel::start(id, connection, clock.clone(), config.clone(), hooks.clone());
                 let mut table = channels

@@ -1,0 +1,118 @@
+//! The remoting round trip under madsim, with the faults real networks have: a partition
+//! that stalls the link, then a killed and restarted server. The client must see timeouts or
+//! connection errors while the fault lasts — never a hang — and recover on its own after the
+//! heal or the restart, over the same `RemotingClient`.
+#![cfg(madsim)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocket_engine::remoting::transport::{
+    ClientConfig, ProcessorTable, RemotingClient, RemotingError, RemotingServer, ServerConfig,
+};
+use ferrocket_engine::remoting::{RemotingCommand, response_code};
+use ferrocket_engine::rng::Rng;
+use ferrocket_net::{SystemClock, TokioNet};
+use ferrocket_tests::{ECHO, TestProcessors};
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+
+const SERVER_ADDR: &str = "10.0.0.1:9876";
+
+fn echo(text: &str) -> RemotingCommand {
+    RemotingCommand::request(ECHO).with_body(text.as_bytes().to_vec())
+}
+
+async fn serve_forever() {
+    let (table, _processors) = TestProcessors::table(SystemClock::shared());
+    let bind: SocketAddr = SERVER_ADDR.parse().expect("literal address");
+    let _server = RemotingServer::start(
+        TokioNet::shared(),
+        SystemClock::shared(),
+        ServerConfig::new(bind),
+        table,
+        None,
+    )
+    .await
+    .expect("the simulated server binds its own address");
+    std::future::pending::<()>().await;
+}
+
+#[madsim::test]
+async fn client_sees_errors_during_partition_and_kill_and_recovers_after() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let handle = Handle::current();
+    let server = handle
+        .create_node()
+        .name("server")
+        .ip("10.0.0.1".parse().unwrap())
+        .init(serve_forever)
+        .build();
+    let server_id = server.id();
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+
+    client_node
+        .spawn(async move {
+            let client = Arc::new(RemotingClient::new(
+                TokioNet::shared(),
+                SystemClock::shared(),
+                Rng::shared(handle.seed()),
+                ClientConfig::default(),
+                ProcessorTable::new(),
+                None,
+            ));
+            let timeout = Duration::from_secs(1);
+            // Let the server bind.
+            madsim::time::sleep(Duration::from_millis(100)).await;
+
+            let response = client.invoke(SERVER_ADDR, echo("before"), timeout).await;
+            assert_eq!(response.unwrap().code, response_code::SUCCESS);
+
+            // Partition: the established connection stalls; the call times out.
+            NetSim::current().clog_node(server_id);
+            let during = client.invoke(SERVER_ADDR, echo("during"), timeout).await;
+            assert!(
+                matches!(during, Err(RemotingError::Timeout { .. })),
+                "a partitioned call times out: {during:?}"
+            );
+            NetSim::current().unclog_node(server_id);
+            // The stalled stream resumes after the simulated TCP retransmission back-off.
+            let healed = eventually(&client, "healed", timeout).await;
+            assert_eq!(&healed.body[..], b"healed");
+
+            // Kill: the connection drops and calls fail fast; a restart brings it back.
+            handle.kill(server_id);
+            let dead = client.invoke(SERVER_ADDR, echo("dead"), timeout).await;
+            assert!(
+                matches!(
+                    dead,
+                    Err(RemotingError::SendRequest { .. } | RemotingError::Connect { .. })
+                ),
+                "a call to a killed server fails: {dead:?}"
+            );
+            handle.restart(server_id);
+            let recovered = eventually(&client, "back", timeout).await;
+            assert_eq!(&recovered.body[..], b"back");
+        })
+        .await
+        .expect("client task");
+}
+
+/// Retries an echo every 100 ms for up to 20 s of simulated time, as an application would;
+/// panics if the client never recovers.
+async fn eventually(client: &RemotingClient, text: &str, timeout: Duration) -> RemotingCommand {
+    for _ in 0..200 {
+        match client.invoke(SERVER_ADDR, echo(text), timeout).await {
+            Ok(response) => return response,
+            Err(_) => madsim::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the client did not recover within 20 s of simulated time");
+}
