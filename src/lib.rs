@@ -1,1 +1,108 @@
-//! ferrocket's binaries: `mqnamesrv`, `mqbroker` and tools, thin wrappers over the engine.
+//! ferrocket's binaries (`mqnamesrv`, `mqbroker`, ...): thin wrappers that parse the command
+//! line and Java-properties config files, bind the engine to tokio and memory-mapped files,
+//! and run until SIGINT/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ferrocket_engine::Env;
+use ferrocket_engine::config::{PropertiesConfig, apply_properties, parse_properties};
+use ferrocket_engine::rng::Rng;
+
+/// Starts structured logging to stderr; `RUST_LOG` overrides the default `info` level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Reads a Java properties file.
+pub fn read_properties_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    parse_properties(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// Applies properties to configs; unknown keys are reported on stderr (Java ignores them
+/// silently, which hides typos).
+pub fn apply_config(
+    configs: &mut [&mut dyn PropertiesConfig],
+    properties: &BTreeMap<String, String>,
+    source: &str,
+) -> Result<()> {
+    let unknown = apply_properties(configs, properties).with_context(|| source.to_owned())?;
+    for key in unknown {
+        tracing::warn!(%key, source, "unknown config key ignored");
+        eprintln!("warning: unknown config key `{key}` in {source} ignored");
+    }
+    Ok(())
+}
+
+/// The production environment: tokio sockets and clock, memory-mapped files under `/`, and
+/// randomness seeded from the system.
+pub fn production_env() -> Result<Env> {
+    let disk = ferrocket_disk::MmapDisk::shared("/").context("cannot open the filesystem")?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id());
+    Ok(Env {
+        clock: ferrocket_net::SystemClock::shared(),
+        net: ferrocket_net::TokioNet::shared(),
+        disk,
+        rng: Arc::new(Rng::from_seed(seed)),
+    })
+}
+
+/// Turns a path (absolute, or relative to the working directory) into the form the
+/// production disk takes: relative to `/`.
+pub fn disk_path(path: &str) -> Result<String> {
+    let absolute: PathBuf = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        std::env::current_dir()
+            .context("cannot read the working directory")?
+            .join(path)
+    };
+    let text = absolute
+        .to_str()
+        .with_context(|| format!("path {} is not UTF-8", absolute.display()))?;
+    Ok(text.trim_start_matches('/').to_owned())
+}
+
+/// The user's home directory (`user.home`), for Java's default store locations.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(all(unix, not(madsim)))]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(all(unix, not(madsim))))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -65,3 +65,15 @@ pub trait ClockExt: Clock {
 }
 
 impl<C: Clock + ?Sized> ClockExt for C {}
+
+/// Instants for tests of pure code, which need a starting point but no clock.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Instant;
+
+    /// The current instant of the test's runtime (virtual under madsim).
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn now() -> Instant {
+        Instant::now()
+    }
+}

@@ -12,7 +12,24 @@
 //! unseeded randomness.
 
 pub mod clock;
+pub mod config;
 pub mod disk;
+pub mod namesrv;
 pub mod net;
+pub mod protocol;
 pub mod remoting;
 pub mod rng;
+
+/// What a process (or a simulated node) gives its components: time, network, disk and
+/// seeded randomness.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The clock.
+    pub clock: clock::SharedClock,
+    /// The network.
+    pub net: net::SharedNet,
+    /// The disk.
+    pub disk: disk::SharedDisk,
+    /// Seeded randomness.
+    pub rng: rng::SharedRng,
+}

@@ -21,7 +21,7 @@ pub use channel::{Channel, ChannelConfig, ChannelEvent, ChannelEventListener};
 pub use client::{ClientConfig, RemotingClient};
 pub use dispatch::{ExecutorConfig, ProcessError, ProcessorTable, RequestProcessor};
 pub use error::RemotingError;
-pub use server::{RemotingServer, ServerConfig};
+pub use server::{ChannelTable, NettyServerConfig, RemotingServer, ServerConfig, find_channel};
 
 use tokio::task::JoinHandle;
 

@@ -35,7 +35,69 @@ impl ServerConfig {
     }
 }
 
-type ChannelTable = Arc<Mutex<BTreeMap<u64, Channel>>>;
+/// The open connections of a server, by id.
+pub type ChannelTable = Arc<Mutex<BTreeMap<u64, Channel>>>;
+
+/// The open connection `id` of `table`, if it is still open.
+pub fn find_channel(table: &ChannelTable, id: u64) -> Option<Channel> {
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&id)
+        .cloned()
+}
+
+crate::properties_config! {
+    /// Server settings as RocketMQ names them (`NettyServerConfig`). Thread, buffer and
+    /// allocator keys are accepted for compatibility; the transport sizes itself.
+    pub struct NettyServerConfig {
+        /// Port to listen on (name server 9876, broker 10911).
+        listen_port: u16 = 9876; "listenPort",
+        /// Address to bind (`0.0.0.0`: every interface).
+        bind_address: String = "0.0.0.0".into(); "bindAddress",
+        /// Workers of the default request executor.
+        server_worker_threads: i32 = 8; "serverWorkerThreads",
+        /// Accepted for compatibility.
+        server_callback_executor_threads: i32 = 0; "serverCallbackExecutorThreads",
+        /// Accepted for compatibility.
+        server_selector_threads: i32 = 3; "serverSelectorThreads",
+        /// Oneway requests the server may have in flight to clients.
+        server_oneway_semaphore_value: i32 = 256; "serverOnewaySemaphoreValue",
+        /// Async requests the server may have in flight to clients.
+        server_async_semaphore_value: i32 = 64; "serverAsyncSemaphoreValue",
+        /// Idle connections are closed after this many seconds.
+        server_channel_max_idle_time_seconds: i32 = 120; "serverChannelMaxIdleTimeSeconds",
+        /// Accepted for compatibility.
+        server_socket_snd_buf_size: i32 = 65535; "serverSocketSndBufSize",
+        /// Accepted for compatibility.
+        server_socket_rcv_buf_size: i32 = 65535; "serverSocketRcvBufSize",
+        /// Accepted for compatibility.
+        server_pooled_byte_buf_allocator_enable: bool = true; "serverPooledByteBufAllocatorEnable",
+        /// Accepted for compatibility.
+        use_epoll_native_selector: bool = false; "useEpollNativeSelector",
+    }
+}
+
+impl NettyServerConfig {
+    /// `bindAddress:listenPort` as a socket address.
+    pub fn bind_socket_addr(&self) -> std::io::Result<SocketAddr> {
+        let ip: std::net::IpAddr = self.bind_address.parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("bindAddress {:?} is not an IP address", self.bind_address),
+            )
+        })?;
+        Ok(SocketAddr::new(ip, self.listen_port))
+    }
+
+    /// The transport's settings for listening on `bind_addr`.
+    pub fn to_server_config(&self, bind_addr: SocketAddr) -> ServerConfig {
+        let mut config = ServerConfig::new(bind_addr);
+        let idle_seconds = u64::try_from(self.server_channel_max_idle_time_seconds).unwrap_or(120);
+        config.channel.idle_timeout = Duration::from_secs(idle_seconds.max(1));
+        config
+    }
+}
 
 /// A listening remoting server. Dropping it stops accepting; [`shutdown`](Self::shutdown)
 /// also closes every connection.
@@ -113,6 +175,11 @@ impl RemotingServer {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A handle to the table of open connections, for tasks that outlive a borrow.
+    pub fn channels_handle(&self) -> ChannelTable {
+        self.channels.clone()
     }
 
     /// The open connections.

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run) and what a developer runs before pushing.
+#
+#   formatting · clippy -D warnings in the normal and the simulated (--cfg madsim) build ·
+#   every test in both builds (fuzz-input replay included) · the simulation tests again with
+#   madsim's determinism self-check
+#
+# The simulated build keeps its own target dir (target/sim) so switching never rebuilds.
+# Ends with one line "N passed, N failed" summing every cargo test run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+SIM_FLAGS="--cfg madsim"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Runs cargo with the simulator cfg and its own target dir.
+sim() { RUSTFLAGS="$SIM_FLAGS" CARGO_TARGET_DIR=target/sim "$@"; }
+
+# Runs a cargo test command, echoing its output and keeping it for the summary.
+run_tests() { "$@" 2>&1 | tee -a "$log"; }
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "clippy (tokio build)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy (madsim build)"
+sim cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (tokio build: unit, golden, property, loopback, disk, fuzz-input replay)"
+run_tests cargo test --workspace --locked
+
+step "tests (madsim build: the same suite plus the simulation tests)"
+run_tests sim cargo test --workspace --locked
+
+step "simulation determinism self-check (each seed run twice, traces compared)"
+for seed in 1 2 3; do
+  MADSIM_TEST_SEED=$seed MADSIM_TEST_CHECK_DETERMINISM=1 run_tests sim cargo test --locked -p ferrocket-tests --test remoting_sim
+done
+
+step "simulation seed sweep"
+MADSIM_TEST_NUM="${SIM_SEEDS:-100}" run_tests sim cargo test --locked -p ferrocket-tests --test remoting_sim
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
