@@ -11,6 +11,7 @@
 //! `engine/clippy.toml` keeps this crate free of ambient time, threads, files, sockets and
 //! unseeded randomness.
 
+pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod disk;
