@@ -40,11 +40,11 @@ run_tests sim cargo test --workspace --locked
 
 step "simulation determinism self-check (each seed run twice, traces compared)"
 for seed in 1 2 3; do
-  MADSIM_TEST_SEED=$seed MADSIM_TEST_CHECK_DETERMINISM=1 run_tests sim cargo test --locked -p ferrocket-tests --test remoting_sim
+  MADSIM_TEST_SEED=$seed MADSIM_TEST_CHECK_DETERMINISM=1 run_tests sim cargo test --locked -p ferrocket-tests
 done
 
 step "simulation seed sweep"
-MADSIM_TEST_NUM="${SIM_SEEDS:-100}" run_tests sim cargo test --locked -p ferrocket-tests --test remoting_sim
+MADSIM_TEST_NUM="${SIM_SEEDS:-100}" run_tests sim cargo test --locked -p ferrocket-tests
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
