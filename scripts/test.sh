@@ -32,7 +32,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (madsim build)"
 sim cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests (tokio build: unit, golden, property, loopback, disk, fuzz-input replay)"
+step "real-client environment (PyPI rocketmq 0.4.4, the C++ client, in .venv)"
+FERROCKET_PYTHON="$(./scripts/client-env.sh | tail -n 1)"
+export FERROCKET_PYTHON
+
+step "tests (tokio build: unit, golden, property, loopback, disk, fuzz-input replay, real clients)"
+cargo build --locked --bins
 run_tests cargo test --workspace --locked
 
 step "tests (madsim build: the same suite plus the simulation tests)"

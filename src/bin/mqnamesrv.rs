@@ -80,6 +80,7 @@ fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     config.kv_config_path = disk_path(&config.kv_config_path)?;
+    config.config_store_path = disk_path(&config.config_store_path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let env = ferrocket::production_env()?;

@@ -79,6 +79,8 @@ pub struct NamesrvState {
     pub kv_config: KvConfigManager,
     /// The node's clock.
     pub clock: SharedClock,
+    /// The node's disk (KV settings, persisted config).
+    pub disk: crate::disk::SharedDisk,
 }
 
 impl NamesrvState {
@@ -146,6 +148,7 @@ impl NamesrvController {
             route: Mutex::new(RouteInfoManager::new()),
             kv_config,
             clock: env.clock.clone(),
+            disk: env.disk.clone(),
         });
         let workers = usize::try_from(server_config.server_worker_threads)
             .unwrap_or(1)

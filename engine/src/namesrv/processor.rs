@@ -146,7 +146,8 @@ impl NamesrvProcessor {
         let route = self.state.route().pickup_topic_route_data(&header.topic);
         Ok(Some(match route {
             Some(mut route) => {
-                if self.state.config.order_message_enable {
+                let order_message_enable = self.state.live_config().order_message_enable;
+                if order_message_enable {
                     route.order_topic_conf = self
                         .state
                         .kv_config
@@ -209,7 +210,7 @@ impl NamesrvProcessor {
         ))
     }
 
-    fn update_config(&self, request: &RemotingCommand) -> Outcome {
+    async fn update_config(&self, request: &RemotingCommand) -> Outcome {
         let text = std::str::from_utf8(&request.body)
             .map_err(|_| ProcessError::system("config body is not UTF-8"))?;
         let properties = parse_properties(text).map_err(|e| ProcessError::system(e.to_string()))?;
@@ -224,11 +225,26 @@ impl NamesrvProcessor {
                 format!("Can not update config in black list: {key}"),
             )));
         }
-        let mut live = self.state.live_config();
-        let mut updated = live.clone();
-        apply_properties(&mut [&mut updated], &properties)
-            .map_err(|e| ProcessError::system(e.to_string()))?;
-        *live = updated;
+        let updated = {
+            let mut live = self.state.live_config();
+            let mut updated = live.clone();
+            apply_properties(&mut [&mut updated], &properties)
+                .map_err(|e| ProcessError::system(e.to_string()))?;
+            *live = updated.clone();
+            updated
+        };
+        // Persist every setting to `configStorePath`, as Java's Configuration does.
+        let text = render_properties(&[&updated, &self.state.server_config]);
+        self.state
+            .disk
+            .write_file_atomic(&updated.config_store_path, text.as_bytes())
+            .await
+            .map_err(|e| {
+                ProcessError::system(format!(
+                    "config updated but not persisted to {}: {e}",
+                    updated.config_store_path
+                ))
+            })?;
         Ok(Some(RemotingCommand::success_to(request)))
     }
 
@@ -301,7 +317,7 @@ impl RequestProcessor for NamesrvProcessor {
             rc::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => {
                 Self::with_body(&request, &state.route().has_unit_sub_non_unit_topics())
             }
-            rc::UPDATE_NAMESRV_CONFIG => self.update_config(&request),
+            rc::UPDATE_NAMESRV_CONFIG => self.update_config(&request).await,
             rc::GET_NAMESRV_CONFIG => self.get_config(&request),
             other => Ok(Some(RemotingCommand::error_to(
                 &request,

@@ -266,13 +266,14 @@ impl RouteInfoManager {
         };
         for broker_name in queues.keys() {
             if let Some(data) = self.broker_addr_table.get(broker_name) {
+                // Only brokers that have filter servers appear (Java puts nulls, which its
+                // JSON writer omits).
                 for addr in data.broker_addrs.values() {
-                    let servers = self
-                        .filter_server_table
-                        .get(addr)
-                        .cloned()
-                        .unwrap_or_default();
-                    route.filter_server_table.insert(addr.clone(), servers);
+                    if let Some(servers) = self.filter_server_table.get(addr) {
+                        route
+                            .filter_server_table
+                            .insert(addr.clone(), servers.clone());
+                    }
                 }
                 route.broker_datas.push(data.clone());
             }
