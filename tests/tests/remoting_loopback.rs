@@ -269,3 +269,47 @@ async fn garbage_bytes_close_the_connection_without_harming_the_server() {
     );
     client.invoke(&addr, echo("fine"), TIMEOUT).await.unwrap();
 }
+
+#[tokio::test]
+async fn server_invokes_a_client_over_the_clients_own_connection() {
+    let (server, _, _, addr) = start().await;
+    let (client_table, client_processors) = TestProcessors::table(SystemClock::shared());
+    let client = RemotingClient::new(
+        TokioNet::shared(),
+        SystemClock::shared(),
+        Rng::shared(3),
+        ClientConfig::default(),
+        client_table,
+        None,
+    );
+    client.invoke(&addr, echo("hello"), TIMEOUT).await.unwrap();
+    let channel = server
+        .channels()
+        .into_iter()
+        .next()
+        .expect("the client's connection");
+    let response = server
+        .invoke(&channel, echo("from the broker"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(&response.body[..], b"from the broker");
+    server
+        .invoke_oneway(&channel, RemotingCommand::request(COUNT), TIMEOUT)
+        .await
+        .unwrap();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    server
+        .invoke_async(&channel, echo("async"), TIMEOUT, move |outcome| {
+            let _ = sender.send(outcome);
+        })
+        .await
+        .unwrap();
+    assert_eq!(&receiver.await.unwrap().unwrap().body[..], b"async");
+    for _ in 0..100 {
+        if client_processors.oneway_count() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the oneway request never reached the client");
+}

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocket_engine::remoting::transport::{
-    ClientConfig, ProcessorTable, RemotingClient, RemotingError, RemotingServer, ServerConfig,
+    Channel, ChannelEvent, ChannelEventListener, ClientConfig, ProcessorTable, RemotingClient,
+    RemotingError, RemotingServer, ServerConfig,
 };
 use ferrocket_engine::remoting::{RemotingCommand, response_code};
 use ferrocket_engine::rng::Rng;
@@ -25,6 +26,10 @@ fn echo(text: &str) -> RemotingCommand {
 }
 
 async fn serve_forever() {
+    serve_forever_with(None).await;
+}
+
+async fn serve_forever_with(listener: Option<Arc<dyn ChannelEventListener>>) {
     let (table, _processors) = TestProcessors::table(SystemClock::shared());
     let bind: SocketAddr = SERVER_ADDR.parse().expect("literal address");
     let _server = RemotingServer::start(
@@ -32,7 +37,7 @@ async fn serve_forever() {
         SystemClock::shared(),
         ServerConfig::new(bind),
         table,
-        None,
+        listener,
     )
     .await
     .expect("the simulated server binds its own address");
@@ -115,4 +120,65 @@ async fn eventually(client: &RemotingClient, text: &str, timeout: Duration) -> R
         }
     }
     panic!("the client did not recover within 20 s of simulated time");
+}
+
+/// Records the server's connection events.
+#[derive(Default)]
+struct EventLog(std::sync::Mutex<Vec<ChannelEvent>>);
+
+impl ChannelEventListener for EventLog {
+    fn on_event(&self, _channel: &Channel, event: &ChannelEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+#[madsim::test]
+async fn idle_connection_is_closed_after_120_s_and_the_client_reconnects() {
+    let handle = Handle::current();
+    let log = Arc::new(EventLog::default());
+    let listener: Arc<dyn ChannelEventListener> = log.clone();
+    handle
+        .create_node()
+        .name("server")
+        .ip("10.0.0.1".parse().unwrap())
+        .init(move || serve_forever_with(Some(listener.clone())))
+        .build();
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    client_node
+        .spawn(async move {
+            let client = RemotingClient::new(
+                TokioNet::shared(),
+                SystemClock::shared(),
+                Rng::shared(5),
+                ClientConfig::default(),
+                ProcessorTable::new(),
+                None,
+            );
+            let timeout = Duration::from_secs(1);
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            client
+                .invoke(SERVER_ADDR, echo("one"), timeout)
+                .await
+                .unwrap();
+            madsim::time::sleep(Duration::from_secs(110)).await;
+            assert_eq!(*log.0.lock().unwrap(), vec![ChannelEvent::Connect]);
+            madsim::time::sleep(Duration::from_secs(15)).await;
+            let events = log.0.lock().unwrap().clone();
+            assert!(
+                events.ends_with(&[ChannelEvent::Idle, ChannelEvent::Close])
+                    || events.ends_with(&[ChannelEvent::Close]),
+                "idle connection closed after 120 s: {events:?}"
+            );
+            client
+                .invoke(SERVER_ADDR, echo("two"), timeout)
+                .await
+                .unwrap();
+            assert_eq!(log.0.lock().unwrap().last(), Some(&ChannelEvent::Connect));
+        })
+        .await
+        .expect("client task");
 }

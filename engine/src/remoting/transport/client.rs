@@ -15,12 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
 use super::AbortOnDrop;
 use super::channel::{Channel, ChannelConfig, ChannelEventListener, ChannelHooks, EventSink};
 use super::dispatch::{Dispatcher, ProcessorTable};
 use super::error::RemotingError;
+use super::permits::InvokePermits;
 use super::server::next_channel_id;
 use crate::clock::{ClockExt, SharedClock};
 use crate::net::SharedNet;
@@ -72,8 +71,7 @@ pub struct RemotingClient {
     slots: Mutex<BTreeMap<String, Slot>>,
     name_servers: Mutex<NameServers>,
     name_server_lock: tokio::sync::Mutex<()>,
-    async_permits: Arc<Semaphore>,
-    oneway_permits: Arc<Semaphore>,
+    permits: InvokePermits,
     _events: Option<AbortOnDrop>,
 }
 
@@ -110,8 +108,7 @@ impl RemotingClient {
             ..NameServers::default()
         };
         Self {
-            async_permits: Arc::new(Semaphore::new(config.async_permits)),
-            oneway_permits: Arc::new(Semaphore::new(config.oneway_permits)),
+            permits: InvokePermits::new(clock.clone(), config.async_permits, config.oneway_permits),
             net,
             clock,
             rng,
@@ -195,9 +192,7 @@ impl RemotingClient {
     where
         F: FnOnce(Result<RemotingCommand, RemotingError>) + Send + 'static,
     {
-        let permit = self
-            .acquire(&self.async_permits, timeout, "invokeAsyncImpl")
-            .await?;
+        let permit = self.permits.acquire_async(timeout).await?;
         let client = Arc::clone(self);
         let addr = addr.to_owned();
         tokio::spawn(async move {
@@ -216,9 +211,7 @@ impl RemotingClient {
         request: RemotingCommand,
         timeout: Duration,
     ) -> Result<(), RemotingError> {
-        let _permit = self
-            .acquire(&self.oneway_permits, timeout, "invokeOnewayImpl")
-            .await?;
+        let _permit = self.permits.acquire_oneway(timeout).await?;
         let channel = self.channel(addr, timeout).await?;
         match self
             .clock
@@ -269,33 +262,6 @@ impl RemotingClient {
             self.forget(addr, channel);
         }
         result
-    }
-
-    async fn acquire(
-        &self,
-        semaphore: &Arc<Semaphore>,
-        timeout: Duration,
-        what: &str,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, RemotingError> {
-        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        if timeout.is_zero() {
-            return Err(RemotingError::TooManyRequests(format!(
-                "{what} invoke too fast"
-            )));
-        }
-        match self
-            .clock
-            .timeout(timeout, semaphore.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(RemotingError::TooManyRequests(format!(
-                "{what} tryAcquire semaphore timeout, {}ms",
-                millis(timeout)
-            ))),
-        }
     }
 
     /// The open connection to `addr`, connecting if needed within `timeout`.

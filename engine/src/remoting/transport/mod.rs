@@ -15,6 +15,7 @@ pub mod channel;
 pub mod client;
 pub mod dispatch;
 pub mod error;
+mod permits;
 pub mod server;
 
 pub use channel::{Channel, ChannelConfig, ChannelEvent, ChannelEventListener};

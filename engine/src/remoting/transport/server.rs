@@ -13,6 +13,9 @@ use std::time::Duration;
 use super::AbortOnDrop;
 use super::channel::{Channel, ChannelConfig, ChannelEventListener, ChannelHooks, EventSink};
 use super::dispatch::{Dispatcher, ProcessorTable};
+use super::error::RemotingError;
+use super::permits::InvokePermits;
+use crate::remoting::RemotingCommand;
 use crate::clock::{ClockExt, SharedClock};
 use crate::net::{Listener, SharedNet};
 
@@ -23,6 +26,10 @@ pub struct ServerConfig {
     pub bind_addr: SocketAddr,
     /// Per-connection settings.
     pub channel: ChannelConfig,
+    /// Async requests to clients in flight at once (`serverAsyncSemaphoreValue`, 64).
+    pub async_permits: usize,
+    /// Oneway requests to clients being written at once (`serverOnewaySemaphoreValue`, 256).
+    pub oneway_permits: usize,
 }
 
 impl ServerConfig {
@@ -31,6 +38,8 @@ impl ServerConfig {
         Self {
             bind_addr,
             channel: ChannelConfig::default(),
+            async_permits: 64,
+            oneway_permits: 256,
         }
     }
 }
@@ -95,6 +104,8 @@ impl NettyServerConfig {
         let mut config = ServerConfig::new(bind_addr);
         let idle_seconds = u64::try_from(self.server_channel_max_idle_time_seconds).unwrap_or(120);
         config.channel.idle_timeout = Duration::from_secs(idle_seconds.max(1));
+        config.async_permits = usize::try_from(self.server_async_semaphore_value).unwrap_or(64);
+        config.oneway_permits = usize::try_from(self.server_oneway_semaphore_value).unwrap_or(256);
         config
     }
 }
@@ -104,6 +115,7 @@ impl NettyServerConfig {
 pub struct RemotingServer {
     local_addr: SocketAddr,
     channels: ChannelTable,
+    permits: InvokePermits,
     _accept: AbortOnDrop,
     _events: Option<AbortOnDrop>,
 }
@@ -156,6 +168,7 @@ impl RemotingServer {
                 }
             })),
         };
+        let permits = InvokePermits::new(clock.clone(), config.async_permits, config.oneway_permits);
         let accept = tokio::spawn(accept_loop(
             bound,
             clock,
@@ -167,6 +180,7 @@ impl RemotingServer {
         Ok(Self {
             local_addr,
             channels,
+            permits,
             _accept: AbortOnDrop(accept),
             _events: events_task,
         })
@@ -175,6 +189,51 @@ impl RemotingServer {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Sends a request to the client on `channel` and waits up to `timeout` for its answer
+    /// (a broker asking a consumer for its running info).
+    pub async fn invoke(
+        &self,
+        channel: &Channel,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
+        channel.invoke(request, timeout).await
+    }
+
+    /// Sends a oneway request to the client on `channel` (NOTIFY_CONSUMER_IDS_CHANGED,
+    /// CHECK_TRANSACTION_STATE), waiting at most `timeout` for a permit and the write.
+    pub async fn invoke_oneway(
+        &self,
+        channel: &Channel,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<(), RemotingError> {
+        let _permit = self.permits.acquire_oneway(timeout).await?;
+        channel.invoke_oneway(request).await
+    }
+
+    /// Sends a request to the client on `channel` without waiting; `callback` receives the
+    /// outcome. Waits at most `timeout` for a permit.
+    pub async fn invoke_async<F>(
+        &self,
+        channel: &Channel,
+        request: RemotingCommand,
+        timeout: Duration,
+        callback: F,
+    ) -> Result<(), RemotingError>
+    where
+        F: FnOnce(Result<RemotingCommand, RemotingError>) + Send + 'static,
+    {
+        let permit = self.permits.acquire_async(timeout).await?;
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            let outcome = channel.invoke(request, timeout).await;
+            drop(permit);
+            callback(outcome);
+        });
+        Ok(())
     }
 
     /// A handle to the table of open connections, for tasks that outlive a borrow.
