@@ -15,9 +15,9 @@ use super::channel::{Channel, ChannelConfig, ChannelEventListener, ChannelHooks,
 use super::dispatch::{Dispatcher, ProcessorTable};
 use super::error::RemotingError;
 use super::permits::InvokePermits;
-use crate::remoting::RemotingCommand;
 use crate::clock::{ClockExt, SharedClock};
 use crate::net::{Listener, SharedNet};
+use crate::remoting::RemotingCommand;
 
 /// Server settings (`NettyServerConfig`).
 #[derive(Debug, Clone)]
@@ -168,7 +168,8 @@ impl RemotingServer {
                 }
             })),
         };
-        let permits = InvokePermits::new(clock.clone(), config.async_permits, config.oneway_permits);
+        let permits =
+            InvokePermits::new(clock.clone(), config.async_permits, config.oneway_permits);
         let accept = tokio::spawn(accept_loop(
             bound,
             clock,
