@@ -20,6 +20,7 @@ pub mod net;
 pub mod protocol;
 pub mod remoting;
 pub mod rng;
+pub mod store;
 
 /// What a process (or a simulated node) gives its components: time, network, disk and
 /// seeded randomness.

@@ -1,0 +1,556 @@
+//! The commit log: the broker's single append-only sequence of message records.
+//!
+//! Records are appended into fixed-size segments ([`MappedFileQueue`]) under a short
+//! critical section that assigns the store timestamp, the physical offset and the
+//! per-queue logical offset, encodes the record and copies it into the segment. An append
+//! is readable at once (reput, pull) and durable only once the flush service has synced past
+//! its end; a SYNC_FLUSH caller awaits [`CommitLog::wait_for_flush`] afterwards, so many
+//! appends share one sync (group commit) and no lock is held while waiting.
+//!
+//! A record never straddles two segments: when it does not fit (with 8 spare bytes), the
+//! segment's tail is filled with a BLANK record and the record goes to the next segment.
+//!
+//! A failed sync fences the commit log: the durable contents are unknown, so it refuses
+//! further appends and fails every waiter instead of retrying and carrying on.
+//!
+//! Invariants: `min_offset <= flushed <= max_offset`; records are contiguous from the start
+//! of each segment; queue offsets of a (topic, queue) increase by one per record.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::mapped_file_queue::{MappedFile, MappedFileQueue};
+use super::message::{
+    DispatchRequest, END_FILE_MIN_BLANK_LENGTH, MessageInner, RecordCheck, RecordError,
+    check_record, create_message_id, encode_blank, encode_record_limited, sys_flag,
+};
+use crate::clock::{ClockExt, SharedClock};
+use crate::disk::{SharedDisk, join};
+
+/// Why an append was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The record breaks a size limit (`MESSAGE_ILLEGAL` / `PROPERTIES_SIZE_EXCEEDED`).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// No segment could be created (disk full or failing): `CREATE_MAPEDFILE_FAILED`.
+    #[error("cannot create a commit-log segment: {0}")]
+    CreateMappedFile(io::Error),
+    /// Writing into the segment failed.
+    #[error("commit-log write failed: {0}")]
+    Write(io::Error),
+    /// A batch without messages.
+    #[error("a batch must hold at least one message")]
+    EmptyBatch,
+    /// A sync failed earlier: the commit log no longer accepts writes.
+    #[error("the commit log is fenced after a failed sync")]
+    Fenced,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessageResult {
+    /// Physical offset of the (first) record.
+    pub wrote_offset: i64,
+    /// Bytes written (all records of a batch).
+    pub wrote_bytes: i32,
+    /// Offset message id(s), comma-joined for a batch.
+    pub msg_id: String,
+    /// Store timestamp given to the record(s).
+    pub store_timestamp: i64,
+    /// Queue offset of the (first) record.
+    pub logics_offset: i64,
+    /// Records written.
+    pub msg_num: i32,
+}
+
+impl AppendMessageResult {
+    /// The offset just past the last record.
+    pub fn end_offset(&self) -> u64 {
+        (self.wrote_offset + i64::from(self.wrote_bytes)) as u64
+    }
+}
+
+struct AppendState {
+    /// Next queue offset per `topic-queueId` (`topicQueueTable`).
+    topic_queue_table: BTreeMap<String, i64>,
+    /// Reused encode buffer.
+    buffer: Vec<u8>,
+}
+
+/// The commit log. See the module docs.
+#[derive(Debug)]
+pub struct CommitLog {
+    queue: MappedFileQueue,
+    clock: SharedClock,
+    state: Mutex<AppendStateBox>,
+    max_message_size: usize,
+    flushed: watch::Sender<u64>,
+    written: watch::Sender<u64>,
+    fenced: AtomicBool,
+    flushed_store_timestamp: AtomicI64,
+}
+
+/// `AppendState` behind a Debug-able wrapper.
+struct AppendStateBox(AppendState);
+
+impl std::fmt::Debug for AppendStateBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendState")
+            .field("queues", &self.0.topic_queue_table.len())
+            .finish()
+    }
+}
+
+/// The key of a queue in the offset table.
+pub fn queue_key(topic: &str, queue_id: i32) -> String {
+    format!("{topic}-{queue_id}")
+}
+
+impl CommitLog {
+    /// A commit log in `<store_root>/commitlog` with segments of `file_size` bytes.
+    pub fn new(
+        disk: SharedDisk,
+        store_root: &str,
+        file_size: u64,
+        max_message_size: usize,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            queue: MappedFileQueue::new(disk, join(store_root, "commitlog"), file_size),
+            clock,
+            state: Mutex::new(AppendStateBox(AppendState {
+                topic_queue_table: BTreeMap::new(),
+                buffer: Vec::new(),
+            })),
+            max_message_size,
+            flushed: watch::Sender::new(0),
+            written: watch::Sender::new(0),
+            fenced: AtomicBool::new(false),
+            flushed_store_timestamp: AtomicI64::new(0),
+        }
+    }
+
+    /// Opens the existing segments (each treated as full until recovery).
+    pub fn load(&self) -> io::Result<()> {
+        self.queue.load()
+    }
+
+    /// The segment queue.
+    pub fn mapped_file_queue(&self) -> &MappedFileQueue {
+        &self.queue
+    }
+
+    /// First offset still stored.
+    pub fn min_offset(&self) -> u64 {
+        self.queue.min_offset()
+    }
+
+    /// End of the written records.
+    pub fn max_offset(&self) -> u64 {
+        self.queue.max_offset()
+    }
+
+    /// End of the durable records.
+    pub fn flushed_offset(&self) -> u64 {
+        *self.flushed.borrow()
+    }
+
+    /// Whether a failed sync has fenced the commit log.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Replaces the queue-offset table (after recovery rebuilt it from the consume queues).
+    pub fn set_topic_queue_table(&self, table: BTreeMap<String, i64>) {
+        self.lock().0.topic_queue_table = table;
+    }
+
+    /// The next queue offset of every queue.
+    pub fn topic_queue_table(&self) -> BTreeMap<String, i64> {
+        self.lock().0.topic_queue_table.clone()
+    }
+
+    /// Forgets a queue's offset (topic deleted).
+    pub fn remove_queue_from_topic_queue_table(&self, topic: &str, queue_id: i32) {
+        self.lock()
+            .0
+            .topic_queue_table
+            .remove(&queue_key(topic, queue_id));
+    }
+
+    /// Appends one message. Returns at once; durability is awaited separately.
+    pub fn append(&self, message: &mut MessageInner) -> Result<AppendMessageResult, AppendError> {
+        self.append_batch(std::slice::from_mut(message))
+    }
+
+    /// Appends messages of one queue as consecutive records in one segment, with
+    /// consecutive queue offsets (a batch send).
+    pub fn append_batch(
+        &self,
+        messages: &mut [MessageInner],
+    ) -> Result<AppendMessageResult, AppendError> {
+        if self.is_fenced() {
+            return Err(AppendError::Fenced);
+        }
+        let Some(first) = messages.first() else {
+            return Err(AppendError::EmptyBatch);
+        };
+        let key = queue_key(&first.topic, first.queue_id);
+        let mut guard = self.lock();
+        let AppendState {
+            topic_queue_table,
+            buffer,
+        } = &mut guard.0;
+        // Store times are monotonic in file order because they are taken under the lock.
+        let store_timestamp = self.clock.wall_ms();
+        let mut file = self
+            .queue
+            .last_mapped_file_or_create(0)
+            .map_err(AppendError::CreateMappedFile)?;
+        let next_queue_offset = topic_queue_table.get(&key).copied().unwrap_or(0);
+        let mut encoded =
+            self.encode_all(messages, store_timestamp, next_queue_offset, &file, buffer)?;
+        let fits = |file: &MappedFile, total: usize| {
+            total + END_FILE_MIN_BLANK_LENGTH <= file.free_bytes() as usize
+        };
+        if !fits(&file, encoded.total) && file.wrote_position() == 0 {
+            return Err(AppendError::Record(RecordError::MessageSizeExceeded {
+                size: encoded.total,
+                max: file.file_size() as usize - END_FILE_MIN_BLANK_LENGTH,
+            }));
+        }
+        if !fits(&file, encoded.total) {
+            // Pad the rest of this segment with a BLANK record and roll to the next one.
+            let free = file.free_bytes();
+            file.append(&encode_blank(free as usize), 0)
+                .map_err(AppendError::Write)?;
+            file = self
+                .queue
+                .last_mapped_file_or_create(0)
+                .map_err(AppendError::CreateMappedFile)?;
+            encoded =
+                self.encode_all(messages, store_timestamp, next_queue_offset, &file, buffer)?;
+            if !fits(&file, encoded.total) {
+                return Err(AppendError::Record(RecordError::MessageSizeExceeded {
+                    size: encoded.total,
+                    max: file.file_size() as usize - END_FILE_MIN_BLANK_LENGTH,
+                }));
+            }
+        }
+        let wrote_offset = file.file_from_offset() + file.wrote_position();
+        file.append(&buffer[..encoded.total], store_timestamp)
+            .map_err(AppendError::Write)?;
+        if encoded.advances_queue {
+            topic_queue_table.insert(key, next_queue_offset + messages.len() as i64);
+        }
+        drop(guard);
+        self.written
+            .send_replace(wrote_offset + encoded.total as u64);
+        let msg_id = encoded
+            .offsets
+            .iter()
+            .map(|&offset| create_message_id(messages[0].store_host, offset as i64))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(AppendMessageResult {
+            wrote_offset: wrote_offset as i64,
+            wrote_bytes: encoded.total as i32,
+            msg_id,
+            store_timestamp,
+            logics_offset: if encoded.advances_queue {
+                next_queue_offset
+            } else {
+                0
+            },
+            msg_num: messages.len() as i32,
+        })
+    }
+
+    fn encode_all(
+        &self,
+        messages: &mut [MessageInner],
+        store_timestamp: i64,
+        first_queue_offset: i64,
+        file: &MappedFile,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Encoded, AppendError> {
+        buffer.clear();
+        let mut physical = file.file_from_offset() + file.wrote_position();
+        let mut offsets = Vec::with_capacity(messages.len());
+        let mut advances_queue = true;
+        for (index, message) in messages.iter_mut().enumerate() {
+            message.store_timestamp = store_timestamp;
+            // Half and rolled-back transaction records get queue offset 0 and take none.
+            let transaction = sys_flag::transaction_value(message.sys_flag);
+            let takes_queue_offset = transaction != sys_flag::TRANSACTION_PREPARED_TYPE
+                && transaction != sys_flag::TRANSACTION_ROLLBACK_TYPE;
+            advances_queue &= takes_queue_offset;
+            let queue_offset = if takes_queue_offset {
+                first_queue_offset + index as i64
+            } else {
+                0
+            };
+            let size = encode_record_limited(
+                message,
+                queue_offset,
+                physical as i64,
+                self.max_message_size,
+                buffer,
+            )?;
+            offsets.push(physical);
+            physical += size as u64;
+        }
+        Ok(Encoded {
+            total: buffer.len(),
+            offsets,
+            advances_queue,
+        })
+    }
+
+    /// Waits until the durable end reaches `end_offset`; `false` after `timeout` or when the
+    /// commit log is fenced (the caller answers FLUSH_DISK_TIMEOUT).
+    pub async fn wait_for_flush(&self, end_offset: u64, timeout: Duration) -> bool {
+        let mut flushed = self.flushed.subscribe();
+        let wait = flushed.wait_for(|&f| f >= end_offset || self.is_fenced());
+        match self.clock.timeout(timeout, wait).await {
+            Ok(Ok(flushed)) => *flushed >= end_offset && !self.is_fenced(),
+            _ => false,
+        }
+    }
+
+    /// Waits until the written end passes `offset` (the flush and reput services' wake-up).
+    pub async fn wait_written_past(&self, offset: u64) {
+        let mut written = self.written.subscribe();
+        let _ = written.wait_for(|&w| w > offset).await;
+    }
+
+    /// Syncs what is written (whole when `least_pages` is 0); publishes the durable end. A
+    /// failed sync fences the commit log.
+    pub async fn flush(&self, least_pages: u64) -> io::Result<u64> {
+        // Records stored up to this timestamp end at or before `written` (read after it).
+        let store_timestamp = self.last_store_timestamp();
+        let written = self.max_offset();
+        match self.queue.flush(least_pages).await {
+            Ok(flushed) => {
+                if flushed >= written {
+                    self.flushed_store_timestamp
+                        .fetch_max(store_timestamp, Ordering::AcqRel);
+                }
+                self.flushed.send_if_modified(|current| {
+                    let advanced = flushed > *current;
+                    *current = (*current).max(flushed);
+                    advanced
+                });
+                Ok(flushed)
+            }
+            Err(error) => {
+                tracing::error!(%error, "commit-log sync failed; fencing the store");
+                self.fenced.store(true, Ordering::Release);
+                // Wake waiters so they see the fence.
+                self.flushed.send_modify(|_| {});
+                Err(error)
+            }
+        }
+    }
+
+    /// Store timestamp of the newest record known durable (for the checkpoint).
+    pub fn flushed_store_timestamp(&self) -> i64 {
+        self.flushed_store_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the last record in the newest segment.
+    pub fn last_store_timestamp(&self) -> i64 {
+        self.queue
+            .last_mapped_file()
+            .map_or(0, |f| f.last_store_timestamp())
+    }
+
+    /// Reads `size` bytes at physical `offset` (one record), if stored and written.
+    pub fn read(&self, offset: u64, size: usize) -> Option<Bytes> {
+        let file = self.queue.find_mapped_file_by_offset(offset)?;
+        file.read(offset - file.file_from_offset(), size).ok()
+    }
+
+    /// The written bytes from `offset` to the end of the written part of its segment.
+    pub fn read_to_segment_end(&self, offset: u64) -> Option<(u64, Bytes)> {
+        let file = self.queue.find_mapped_file_by_offset(offset)?;
+        let data = file
+            .read_to_written(offset - file.file_from_offset())
+            .ok()?;
+        Some((offset, data))
+    }
+
+    /// The start of the segment after the one holding `offset` (where reading continues
+    /// after a BLANK record).
+    pub fn roll_next_file(&self, offset: u64) -> u64 {
+        let size = self.queue.file_size();
+        offset + size - offset % size
+    }
+
+    /// Scans the raw records of the segments from `start_index` on (recovery): calls
+    /// `on_record` for each valid record and returns the end of the valid data. A BLANK
+    /// moves to the next segment; the first invalid record ends the scan.
+    pub fn scan_valid_records(
+        &self,
+        start_index: usize,
+        check_crc: bool,
+        mut on_record: impl FnMut(&DispatchRequest),
+    ) -> io::Result<u64> {
+        let files = self.queue.mapped_files();
+        let Some(first) = files.get(start_index) else {
+            return Ok(files
+                .last()
+                .map_or(0, |f| f.file_from_offset() + f.file_size()));
+        };
+        let mut process_offset = first.file_from_offset();
+        'files: for file in &files[start_index..] {
+            let mut position = 0u64;
+            process_offset = file.file_from_offset();
+            while position < file.file_size() {
+                let head = file.read_raw(position, 4)?;
+                let size = if head.len() == 4 {
+                    i32::from_be_bytes(head[..4].try_into().expect("4 bytes"))
+                } else {
+                    0
+                };
+                if size <= 0
+                    || u64::try_from(size).unwrap_or(u64::MAX) > file.file_size() - position
+                {
+                    break 'files;
+                }
+                let raw = file.read_raw(position, size as usize)?;
+                match check_record(&raw, check_crc) {
+                    RecordCheck::Message(request) => {
+                        on_record(&request);
+                        position += size as u64;
+                        process_offset = file.file_from_offset() + position;
+                    }
+                    RecordCheck::Blank { .. } => {
+                        // The segment is complete; continue with the next one.
+                        process_offset = file.file_from_offset() + file.file_size();
+                        continue 'files;
+                    }
+                    RecordCheck::Invalid(reason) => {
+                        tracing::info!(offset = file.file_from_offset() + position, %reason, "commit-log recovery stops at an invalid record");
+                        break 'files;
+                    }
+                }
+            }
+            if position >= file.file_size() {
+                process_offset = file.file_from_offset() + file.file_size();
+            }
+        }
+        Ok(process_offset)
+    }
+
+    /// Reads the first record of segment `index`, for choosing where abnormal recovery
+    /// starts: its store timestamp if it is a valid message.
+    pub fn first_record_store_timestamp(&self, index: usize) -> Option<i64> {
+        let file = self.queue.mapped_files().get(index)?.clone();
+        let head = file.read_raw(0, 4).ok()?;
+        let size = i32::from_be_bytes(head.get(..4)?.try_into().ok()?);
+        if size <= 0 || size as u64 > file.file_size() {
+            return None;
+        }
+        match check_record(&file.read_raw(0, size as usize).ok()?, false) {
+            RecordCheck::Message(request) if request.store_timestamp > 0 => {
+                Some(request.store_timestamp)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets the end of the commit log after recovery: later bytes are cut (zeroed when
+    /// `zero_tail`, after an abnormal exit) and the durable end is `end`.
+    pub async fn truncate_to(&self, end: u64, zero_tail: bool) -> io::Result<()> {
+        self.queue.truncate_dirty_files(end, zero_tail).await?;
+        let end = end.max(self.queue.min_offset());
+        self.flushed.send_replace(end);
+        self.written.send_replace(end);
+        Ok(())
+    }
+
+    /// Panics if an invariant of the module docs is broken.
+    pub fn check_invariants(&self) {
+        self.queue.check_invariants();
+        let flushed = self.flushed_offset();
+        assert!(
+            flushed <= self.max_offset(),
+            "flushed {flushed} is past the written end {}",
+            self.max_offset()
+        );
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AppendStateBox> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+struct Encoded {
+    total: usize,
+    offsets: Vec<u64>,
+    advances_queue: bool,
+}
+
+/// Keeps the commit log flushed: on every append for SYNC_FLUSH (group commit), on a timer
+/// for ASYNC_FLUSH. Returns when the commit log is fenced.
+pub async fn run_flush_service(commit_log: Arc<CommitLog>, policy: FlushPolicy) {
+    let clock = commit_log.clock.clone();
+    let mut last_thorough = clock.instant();
+    loop {
+        if commit_log.is_fenced() {
+            return;
+        }
+        let least_pages = match &policy {
+            FlushPolicy::Sync => {
+                commit_log
+                    .wait_written_past(commit_log.flushed_offset())
+                    .await;
+                0
+            }
+            FlushPolicy::Async {
+                interval,
+                least_pages,
+                thorough_interval,
+            } => {
+                // Appends do not wake the async flusher early: batching is its purpose.
+                clock.sleep(*interval).await;
+                if clock.instant() >= last_thorough + *thorough_interval {
+                    last_thorough = clock.instant();
+                    0
+                } else {
+                    *least_pages
+                }
+            }
+        };
+        if commit_log.flush(least_pages).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// When the flush service syncs.
+#[derive(Debug, Clone)]
+pub enum FlushPolicy {
+    /// After every append (SYNC_FLUSH group commit).
+    Sync,
+    /// Every `interval` when at least `least_pages` are dirty, everything every
+    /// `thorough_interval` (ASYNC_FLUSH).
+    Async {
+        /// `flushIntervalCommitLog`.
+        interval: Duration,
+        /// `flushCommitLogLeastPages`.
+        least_pages: u64,
+        /// `flushCommitLogThoroughInterval`.
+        thorough_interval: Duration,
+    },
+}
