@@ -229,7 +229,7 @@ impl CommitLog {
         if !fits(&file, encoded.total) {
             // Pad the rest of this segment with a BLANK record and roll to the next one.
             let free = file.free_bytes();
-            file.append(&encode_blank(free as usize), 0)
+            file.fill_to_end(&encode_blank(free as usize))
                 .map_err(AppendError::Write)?;
             file = self
                 .queue
@@ -397,12 +397,16 @@ impl CommitLog {
     /// Scans the raw records of the segments from `start_index` on (recovery): calls
     /// `on_record` for each valid record and returns the end of the valid data. A BLANK
     /// moves to the next segment; the first invalid record ends the scan.
-    pub fn scan_valid_records(
+    pub async fn scan_valid_records<F, Fut>(
         &self,
         start_index: usize,
         check_crc: bool,
-        mut on_record: impl FnMut(&DispatchRequest),
-    ) -> io::Result<u64> {
+        mut on_record: F,
+    ) -> io::Result<u64>
+    where
+        F: FnMut(DispatchRequest) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let files = self.queue.mapped_files();
         let Some(first) = files.get(start_index) else {
             return Ok(files
@@ -428,7 +432,7 @@ impl CommitLog {
                 let raw = file.read_raw(position, size as usize)?;
                 match check_record(&raw, check_crc) {
                     RecordCheck::Message(request) => {
-                        on_record(&request);
+                        on_record(request).await;
                         position += size as u64;
                         process_offset = file.file_from_offset() + position;
                     }
@@ -474,6 +478,14 @@ impl CommitLog {
         let end = end.max(self.queue.min_offset());
         self.flushed.send_replace(end);
         self.written.send_replace(end);
+        Ok(())
+    }
+
+    /// Makes the segments recovery scanned (from `start_index`) durable and publishes the
+    /// durable end (see [`MappedFileQueue::sync_written`]).
+    pub async fn sync_after_recovery(&self, start_index: usize) -> io::Result<()> {
+        self.queue.sync_written(start_index).await?;
+        self.flushed.send_replace(self.queue.max_offset());
         Ok(())
     }
 

@@ -105,6 +105,24 @@ impl MappedFile {
         Ok(())
     }
 
+    /// Writes `header` at the write position and marks the segment full: the end-of-segment
+    /// BLANK record, whose TOTALSIZE covers the rest of the segment.
+    pub fn fill_to_end(&self, header: &[u8]) -> io::Result<()> {
+        let position = self.wrote_position();
+        if position + header.len() as u64 > self.file_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "no room for the end-of-segment record in {}",
+                    self.segment.path()
+                ),
+            ));
+        }
+        self.segment.write_at(position, header)?;
+        self.wrote_position.store(self.file_size, Ordering::Release);
+        Ok(())
+    }
+
     /// Reads `len` bytes at `position` (relative to the segment start); fails past the
     /// written part.
     pub fn read(&self, position: u64, len: usize) -> io::Result<Bytes> {
@@ -334,6 +352,21 @@ impl MappedFileQueue {
             }
         }
         Ok(self.flushed_offset())
+    }
+
+    /// Syncs the whole written part of every segment from `from_index` on, whatever their
+    /// flushed positions claim. After a restart the positions are assumed, not known: a
+    /// process crash leaves written-but-unsynced bytes in the page cache, and recovery must
+    /// make them durable before they are served.
+    pub async fn sync_written(&self, from_index: usize) -> io::Result<()> {
+        for file in self.mapped_files().into_iter().skip(from_index) {
+            let wrote = file.wrote_position();
+            if wrote > 0 {
+                file.segment.sync(0..wrote).await?;
+            }
+            file.flushed_position.store(wrote, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Cuts the queue back to `offset`: the segment holding it keeps its bytes below it,

@@ -1,7 +1,11 @@
 //! The message store: commit log, consume queues, index, flush, dispatch and recovery.
 pub mod checkpoint;
+pub mod commit_log;
 pub mod config;
+pub mod consume_queue;
 pub mod index;
 pub mod mapped_file_queue;
 pub mod message;
-pub mod commit_log;
+pub mod message_store;
+#[cfg(test)]
+pub(crate) mod test_disk;

@@ -1,0 +1,1102 @@
+//! The message store (`DefaultMessageStore`): the commit log, the consume queues and the
+//! index behind one interface for the broker — put, get by queue offset, look up by physical
+//! offset or key — plus the services that keep them consistent:
+//!
+//! - the **flush service** syncs the commit log (group commit for SYNC_FLUSH);
+//! - the **reput service** tails the commit log and dispatches each new record to its
+//!   consume queue and the index, then tells the arrival listener (long polling);
+//! - the **consume-queue flush service** syncs the consume queues and the checkpoint.
+//!
+//! Start-up loads the files, recovers (normally after a clean shutdown, abnormally when the
+//! `abort` marker is still there) and writes the `abort` marker; a clean shutdown flushes
+//! everything and removes it.
+//!
+//! Invariants ([`MessageStore::check_invariants`]): every consume-queue unit points inside
+//! the commit log's written range; consume queues end at or below what the reput service
+//! dispatched; the commit log's own invariants.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::checkpoint::StoreCheckpoint;
+use super::commit_log::{
+    AppendError, AppendMessageResult, CommitLog, FlushPolicy, run_flush_service,
+};
+use super::config::{BrokerRole, FlushDiskType, MessageStoreConfig};
+use super::consume_queue::{ConsumeQueue, ConsumeQueueUnit};
+use super::index::{IndexConfig, IndexError, IndexRequest, IndexService, QueryOffsetResult};
+use super::message::{
+    DispatchRequest, MessageInner, RecordCheck, RecordError, check_record, decode_record,
+    property_key, sys_flag,
+};
+use crate::Env;
+use crate::clock::ClockExt;
+use crate::disk::join;
+use crate::remoting::transport::AbortOnDrop;
+
+/// The topic delayed messages wait in, one queue per delay level.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+
+/// Outcome of a put, as the broker maps it to a response code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMessageStatus {
+    /// Stored (and durable, under SYNC_FLUSH).
+    PutOk,
+    /// Stored, but the sync did not finish within `syncFlushTimeout`.
+    FlushDiskTimeout,
+    /// Stored, but no slave confirmed in time.
+    FlushSlaveTimeout,
+    /// Stored, but no slave is available to replicate to.
+    SlaveNotAvailable,
+    /// The store does not take writes (slave, shut down, fenced).
+    ServiceNotAvailable,
+    /// No commit-log segment could be created (disk full or failing).
+    CreateMappedFileFailed,
+    /// The message breaks a size or name rule.
+    MessageIllegal,
+    /// The properties are too large.
+    PropertiesSizeExceeded,
+    /// The page cache is too busy (an append took too long).
+    OsPageCacheBusy,
+    /// Anything else.
+    UnknownError,
+}
+
+impl PutMessageStatus {
+    /// Whether the message was stored.
+    pub fn is_stored(self) -> bool {
+        matches!(
+            self,
+            Self::PutOk
+                | Self::FlushDiskTimeout
+                | Self::FlushSlaveTimeout
+                | Self::SlaveNotAvailable
+        )
+    }
+}
+
+/// The outcome of a put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutMessageResult {
+    /// What happened.
+    pub status: PutMessageStatus,
+    /// Where it landed, when stored.
+    pub append: Option<AppendMessageResult>,
+    /// Why, when refused.
+    pub remark: Option<String>,
+}
+
+impl PutMessageResult {
+    fn refused(status: PutMessageStatus, remark: impl Into<String>) -> Self {
+        Self {
+            status,
+            append: None,
+            remark: Some(remark.into()),
+        }
+    }
+}
+
+/// Outcome of a get, as the broker maps it to a pull response code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetMessageStatus {
+    /// Messages were found.
+    Found,
+    /// Units were there but none matched the filter.
+    NoMatchedMessage,
+    /// The records were deleted under the reader.
+    MessageWasRemoving,
+    /// The unit slice could not be read.
+    OffsetFoundNull,
+    /// The offset is past the end by more than one.
+    OffsetOverflowBadly,
+    /// The offset is exactly the end: nothing new yet.
+    OffsetOverflowOne,
+    /// The offset is below the queue's minimum.
+    OffsetTooSmall,
+    /// The queue does not exist.
+    NoMatchedLogicQueue,
+    /// The queue is empty.
+    NoMessageInQueue,
+}
+
+/// The outcome of a get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetMessageResult {
+    /// What happened.
+    pub status: GetMessageStatus,
+    /// Where the consumer should pull next.
+    pub next_begin_offset: i64,
+    /// The queue's min offset.
+    pub min_offset: i64,
+    /// The queue's max offset.
+    pub max_offset: i64,
+    /// The stored records, byte for byte.
+    pub messages: Vec<Bytes>,
+    /// Whether the data is old enough to read from a slave.
+    pub suggest_pulling_from_slave: bool,
+}
+
+impl GetMessageResult {
+    /// Total bytes of the records.
+    pub fn buffer_total_size(&self) -> usize {
+        self.messages.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Decides which records a pull returns (the broker's subscription).
+pub trait MessageFilter: Send + Sync {
+    /// Whether a consume-queue unit with `tags_code` may match (`None`: unknown, treat as a
+    /// possible match).
+    fn is_matched_by_consume_queue(&self, tags_code: Option<i64>) -> bool;
+    /// Whether the full record matches (property filters); default: yes.
+    fn is_matched_by_commit_log(&self, _record: &[u8]) -> bool {
+        true
+    }
+}
+
+/// Told about every dispatched message, for long polling: `(topic, queue_id,
+/// queue max offset, tags_code, store_timestamp)`.
+pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64, i64, i64) + Send + Sync>;
+
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Files could not be read or written.
+    #[error("store I/O failed: {0}")]
+    Io(#[from] io::Error),
+    /// A setting is invalid.
+    #[error("bad store setting: {0}")]
+    Config(String),
+    /// The index files could not be loaded.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A consume queue could not be loaded or recovered.
+    #[error(transparent)]
+    ConsumeQueue(#[from] super::consume_queue::ConsumeQueueError),
+}
+
+type QueueTable = BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>>;
+
+/// The message store. See the module docs.
+pub struct MessageStore {
+    env: Env,
+    config: MessageStoreConfig,
+    root: String,
+    commit_log: Arc<CommitLog>,
+    consume_queues: RwLock<QueueTable>,
+    index: Option<IndexService>,
+    checkpoint: StoreCheckpoint,
+    delay_levels: Vec<Duration>,
+    reput_from: AtomicU64,
+    last_dispatched_store_timestamp: AtomicI64,
+    arrival_listener: RwLock<Option<ArrivalListener>>,
+    hot_data_window: u64,
+    shut_down: AtomicBool,
+    last_exit_ok: bool,
+    tasks: Mutex<Vec<AbortOnDrop>>,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("root", &self.root)
+            .field("max_offset", &self.commit_log.max_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageStore {
+    /// Loads and recovers the store under `config.store_path_root_dir`. `total_memory` is
+    /// the machine's memory, from which the hot-data window for pull batching is derived.
+    pub async fn open(
+        env: Env,
+        config: MessageStoreConfig,
+        total_memory: u64,
+    ) -> Result<Arc<Self>, StoreError> {
+        let root = config.store_path_root_dir.clone();
+        let delay_levels = config.delay_levels().map_err(StoreError::Config)?;
+        if config.mapped_file_size_consume_queue == 0
+            || !config
+                .mapped_file_size_consume_queue
+                .is_multiple_of(super::consume_queue::CQ_STORE_UNIT_SIZE)
+        {
+            return Err(StoreError::Config(
+                "mappedFileSizeConsumeQueue must be a positive multiple of 20".into(),
+            ));
+        }
+        env.disk.create_dir_all(&root)?;
+        let last_exit_ok = !env.disk.exists(&join(&root, "abort"))?;
+        tracing::info!(root, last_exit_ok, "loading the message store");
+        let commit_log = Arc::new(CommitLog::new(
+            env.disk.clone(),
+            &root,
+            config.mapped_file_size_commit_log,
+            config.max_message_size as usize,
+            env.clock.clone(),
+        ));
+        commit_log.load()?;
+        let checkpoint = StoreCheckpoint::open(&env.disk, &root)?;
+        let index = if config.message_index_enable {
+            let index = IndexService::new(
+                env.disk.clone(),
+                env.clock.clone(),
+                &root,
+                IndexConfig::from_store_config(&config),
+            )?;
+            index
+                .load(last_exit_ok, checkpoint.index_msg_timestamp())
+                .await?;
+            Some(index)
+        } else {
+            None
+        };
+        let hot_data_window =
+            total_memory / 100 * u64::from(config.access_message_in_memory_max_ratio);
+        let store = Arc::new(Self {
+            consume_queues: RwLock::new(BTreeMap::new()),
+            commit_log,
+            checkpoint,
+            index,
+            delay_levels,
+            reput_from: AtomicU64::new(0),
+            last_dispatched_store_timestamp: AtomicI64::new(0),
+            arrival_listener: RwLock::new(None),
+            hot_data_window,
+            shut_down: AtomicBool::new(false),
+            last_exit_ok,
+            tasks: Mutex::new(Vec::new()),
+            root,
+            config,
+            env,
+        });
+        store.load_consume_queues()?;
+        store.recover().await?;
+        store
+            .env
+            .disk
+            .write_file_atomic(&join(&store.root, "abort"), b"")
+            .await?;
+        Ok(store)
+    }
+
+    /// Starts the flush, reput and consume-queue flush services.
+    pub fn start(self: &Arc<Self>) {
+        let policy = match self.config.flush_disk_type {
+            FlushDiskType::SyncFlush => FlushPolicy::Sync,
+            FlushDiskType::AsyncFlush => FlushPolicy::Async {
+                interval: Duration::from_millis(self.config.flush_interval_commit_log),
+                least_pages: self.config.flush_commit_log_least_pages,
+                thorough_interval: Duration::from_millis(
+                    self.config.flush_commit_log_thorough_interval,
+                ),
+            },
+        };
+        let mut tasks = self.lock_tasks();
+        tasks.push(AbortOnDrop(tokio::spawn(run_flush_service(
+            self.commit_log.clone(),
+            policy,
+        ))));
+        tasks.push(AbortOnDrop(tokio::spawn(self.clone().run_reput_service())));
+        tasks.push(AbortOnDrop(tokio::spawn(
+            self.clone().run_consume_queue_flush_service(),
+        )));
+    }
+
+    /// Registers the listener told about every dispatched message.
+    pub fn set_arrival_listener(&self, listener: ArrivalListener) {
+        *self
+            .arrival_listener
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+
+    /// Whether the last shutdown was clean.
+    pub fn last_exit_ok(&self) -> bool {
+        self.last_exit_ok
+    }
+
+    /// The commit log.
+    pub fn commit_log(&self) -> &Arc<CommitLog> {
+        &self.commit_log
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MessageStoreConfig {
+        &self.config
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Put
+
+    /// Stores one message. Under SYNC_FLUSH (and `WAIT` not `false`) waits for the sync.
+    pub async fn put_message(&self, mut message: MessageInner) -> PutMessageResult {
+        if let Some(refused) = self.check_put(std::slice::from_ref(&message)) {
+            return refused;
+        }
+        self.rewrite_delayed(&mut message);
+        let wait = message.property(property_key::WAIT) != Some("false");
+        let appended = self.commit_log.append(&mut message);
+        self.finish_put(appended, wait).await
+    }
+
+    /// Stores messages of one queue as consecutive records (a batch send).
+    pub async fn put_messages(&self, mut messages: Vec<MessageInner>) -> PutMessageResult {
+        if let Some(refused) = self.check_put(&messages) {
+            return refused;
+        }
+        let wait = messages
+            .first()
+            .is_none_or(|m| m.property(property_key::WAIT) != Some("false"));
+        let appended = self.commit_log.append_batch(&mut messages);
+        self.finish_put(appended, wait).await
+    }
+
+    fn check_put(&self, messages: &[MessageInner]) -> Option<PutMessageResult> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Some(PutMessageResult::refused(
+                PutMessageStatus::ServiceNotAvailable,
+                "the message store is shut down",
+            ));
+        }
+        if self.config.broker_role == BrokerRole::Slave {
+            return Some(PutMessageResult::refused(
+                PutMessageStatus::ServiceNotAvailable,
+                "a slave does not accept messages",
+            ));
+        }
+        if self.commit_log.is_fenced() {
+            return Some(PutMessageResult::refused(
+                PutMessageStatus::ServiceNotAvailable,
+                "the message store is fenced after a failed disk sync",
+            ));
+        }
+        messages.iter().find_map(|message| {
+            (message.topic.len() > super::message::TOPIC_LENGTH_MAX).then(|| {
+                PutMessageResult::refused(
+                    PutMessageStatus::MessageIllegal,
+                    format!("topic length {} is too long", message.topic.len()),
+                )
+            })
+        })
+    }
+
+    /// Parks a delayed message in `SCHEDULE_TOPIC_XXXX`, queue `level - 1`, remembering its
+    /// real topic and queue (only plain and committed messages are delayed).
+    fn rewrite_delayed(&self, message: &mut MessageInner) {
+        let transaction = message.transaction_type();
+        if transaction != sys_flag::TRANSACTION_NOT_TYPE
+            && transaction != sys_flag::TRANSACTION_COMMIT_TYPE
+        {
+            return;
+        }
+        let level = message.delay_time_level();
+        if level <= 0 {
+            return;
+        }
+        let level = level.min(self.delay_levels.len() as i32);
+        let mut properties = message.properties_map();
+        properties.insert(property_key::REAL_TOPIC.into(), message.topic.clone());
+        properties.insert(property_key::REAL_QID.into(), message.queue_id.to_string());
+        properties.insert(property_key::DELAY.into(), level.to_string());
+        message.set_properties_map(&properties);
+        message.topic = SCHEDULE_TOPIC.into();
+        message.queue_id = level - 1;
+    }
+
+    async fn finish_put(
+        &self,
+        appended: Result<AppendMessageResult, AppendError>,
+        wait: bool,
+    ) -> PutMessageResult {
+        let result = match appended {
+            Ok(result) => result,
+            Err(AppendError::Record(RecordError::PropertiesSizeExceeded { size })) => {
+                return PutMessageResult::refused(
+                    PutMessageStatus::PropertiesSizeExceeded,
+                    format!("properties of {size} bytes are too large"),
+                );
+            }
+            Err(AppendError::Record(error)) => {
+                return PutMessageResult::refused(
+                    PutMessageStatus::MessageIllegal,
+                    error.to_string(),
+                );
+            }
+            Err(AppendError::EmptyBatch) => {
+                return PutMessageResult::refused(PutMessageStatus::MessageIllegal, "empty batch");
+            }
+            Err(AppendError::CreateMappedFile(error)) => {
+                return PutMessageResult::refused(
+                    PutMessageStatus::CreateMappedFileFailed,
+                    format!("create mapped file failed: {error}"),
+                );
+            }
+            Err(error @ (AppendError::Fenced | AppendError::Write(_))) => {
+                return PutMessageResult::refused(
+                    PutMessageStatus::ServiceNotAvailable,
+                    error.to_string(),
+                );
+            }
+        };
+        let mut status = PutMessageStatus::PutOk;
+        if self.config.flush_disk_type == FlushDiskType::SyncFlush
+            && wait
+            && !self
+                .commit_log
+                .wait_for_flush(result.end_offset(), self.config.sync_flush_timeout())
+                .await
+        {
+            status = PutMessageStatus::FlushDiskTimeout;
+        }
+        PutMessageResult {
+            status,
+            append: Some(result),
+            remark: None,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Get
+
+    /// Reads up to `max_msg_nums` messages of a queue from queue offset `offset`, filtered
+    /// (`getMessage`). See `spec/broker-store.md` S20 for the statuses and offsets.
+    pub fn get_message(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msg_nums: i32,
+        filter: Option<&dyn MessageFilter>,
+    ) -> GetMessageResult {
+        let max_offset_py = self.commit_log.max_offset() as i64;
+        let mut result = GetMessageResult {
+            status: GetMessageStatus::NoMatchedLogicQueue,
+            next_begin_offset: self.next_offset_correction(offset, 0),
+            min_offset: 0,
+            max_offset: 0,
+            messages: Vec::new(),
+            suggest_pulling_from_slave: false,
+        };
+        let Some(queue) = self.find_consume_queue(topic, queue_id) else {
+            return result;
+        };
+        let min = queue.min_offset_in_queue();
+        let max = queue.max_offset_in_queue();
+        result.min_offset = min;
+        result.max_offset = max;
+        if max == 0 {
+            result.status = GetMessageStatus::NoMessageInQueue;
+            result.next_begin_offset = self.next_offset_correction(offset, 0);
+            return result;
+        }
+        if offset < min {
+            result.status = GetMessageStatus::OffsetTooSmall;
+            result.next_begin_offset = self.next_offset_correction(offset, min);
+            return result;
+        }
+        if offset == max {
+            result.status = GetMessageStatus::OffsetOverflowOne;
+            result.next_begin_offset = self.next_offset_correction(offset, offset);
+            return result;
+        }
+        if offset > max {
+            result.status = GetMessageStatus::OffsetOverflowBadly;
+            let corrected = if min == 0 { min } else { max };
+            result.next_begin_offset = self.next_offset_correction(offset, corrected);
+            return result;
+        }
+        let max_msg_nums = max_msg_nums.max(1) as usize;
+        // Scan at least 800 units so a sparse tag filter still makes progress.
+        let scan_max = (16_000 / 20).max(max_msg_nums);
+        let units = queue.units(offset, scan_max);
+        if units.is_empty() {
+            result.status = GetMessageStatus::OffsetFoundNull;
+            result.next_begin_offset = self.next_offset_correction(offset, offset + 1);
+            return result;
+        }
+        let mut status = GetMessageStatus::NoMatchedMessage;
+        let mut bytes = 0usize;
+        let mut next_phy_file_start = i64::MIN;
+        let mut max_phy_offset_pulling = 0i64;
+        let mut examined = 0i64;
+        for (_, unit) in &units {
+            let ConsumeQueueUnit {
+                commit_log_offset,
+                size,
+                tags_code,
+            } = *unit;
+            max_phy_offset_pulling = commit_log_offset;
+            if commit_log_offset < next_phy_file_start {
+                examined += 1;
+                continue;
+            }
+            let in_disk = (max_offset_py - commit_log_offset) as u64 > self.hot_data_window;
+            if self.is_the_batch_full(size, max_msg_nums, bytes, result.messages.len(), in_disk) {
+                break;
+            }
+            examined += 1;
+            if let Some(filter) = filter
+                && !filter.is_matched_by_consume_queue(Some(tags_code))
+            {
+                continue;
+            }
+            let Some(record) = self
+                .commit_log
+                .read(commit_log_offset as u64, size.max(0) as usize)
+            else {
+                if result.messages.is_empty() {
+                    status = GetMessageStatus::MessageWasRemoving;
+                }
+                next_phy_file_start =
+                    self.commit_log.roll_next_file(commit_log_offset as u64) as i64;
+                continue;
+            };
+            if let Some(filter) = filter
+                && !filter.is_matched_by_commit_log(&record)
+            {
+                continue;
+            }
+            bytes += record.len();
+            result.messages.push(record);
+            status = GetMessageStatus::Found;
+            next_phy_file_start = i64::MIN;
+        }
+        result.status = status;
+        result.next_begin_offset = offset + examined;
+        let behind = (max_offset_py - max_phy_offset_pulling).max(0) as u64;
+        result.suggest_pulling_from_slave = behind > self.hot_data_window;
+        result
+    }
+
+    /// `isTheBatchFull`: never full while empty; full at `max_msg_nums`, or at the byte and
+    /// count caps for in-memory and on-disk data.
+    fn is_the_batch_full(
+        &self,
+        size: i32,
+        max_msg_nums: usize,
+        bytes: usize,
+        count: usize,
+        in_disk: bool,
+    ) -> bool {
+        if count == 0 {
+            return false;
+        }
+        if count >= max_msg_nums {
+            return true;
+        }
+        let size = size.max(0) as u64;
+        let bytes = bytes as u64;
+        if in_disk {
+            bytes + size > self.config.max_transfer_bytes_on_message_in_disk
+                || count as u64 > u64::from(self.config.max_transfer_count_on_message_in_disk) - 1
+        } else {
+            bytes + size > self.config.max_transfer_bytes_on_message_in_memory
+                || count as u64 > u64::from(self.config.max_transfer_count_on_message_in_memory) - 1
+        }
+    }
+
+    /// A slave never moves a consumer's offset; a master corrects it to `new`.
+    fn next_offset_correction(&self, old: i64, new: i64) -> i64 {
+        if self.config.broker_role == BrokerRole::Slave {
+            old
+        } else {
+            new
+        }
+    }
+
+    /// The next offset to be written in a queue (0 for an unknown queue).
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.find_consume_queue(topic, queue_id)
+            .map_or(0, |q| q.max_offset_in_queue())
+    }
+
+    /// The first offset still stored in a queue (0 for an unknown queue).
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.find_consume_queue(topic, queue_id)
+            .map_or(0, |q| q.min_offset_in_queue())
+    }
+
+    /// The commit-log offset of queue entry `offset`, if present.
+    pub fn commit_log_offset_in_queue(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+    ) -> Option<i64> {
+        let queue = self.find_consume_queue(topic, queue_id)?;
+        queue.unit(offset).map(|u| u.commit_log_offset)
+    }
+
+    /// The first queue offset whose message was stored at or after `timestamp`.
+    pub fn offset_in_queue_by_time(&self, topic: &str, queue_id: i32, timestamp: i64) -> i64 {
+        let Some(queue) = self.find_consume_queue(topic, queue_id) else {
+            return 0;
+        };
+        queue.offset_by_timestamp(timestamp, |offset, size| {
+            self.store_timestamp_at(offset, size)
+        })
+    }
+
+    /// The store time of the record at `offset` (of `size` bytes).
+    pub fn store_timestamp_at(&self, offset: i64, size: i32) -> Option<i64> {
+        let record = self.commit_log.read(offset as u64, size.max(0) as usize)?;
+        match check_record(&record, false) {
+            RecordCheck::Message(request) => Some(request.store_timestamp),
+            _ => None,
+        }
+    }
+
+    /// The store time of the oldest message of a queue.
+    pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let queue = self.find_consume_queue(topic, queue_id)?;
+        let unit = queue.unit(queue.min_offset_in_queue())?;
+        self.store_timestamp_at(unit.commit_log_offset, unit.size)
+    }
+
+    /// The record at physical `offset` (VIEW_MESSAGE_BY_ID).
+    pub fn look_message_by_offset(&self, offset: i64) -> Option<Bytes> {
+        let head = self.commit_log.read(u64::try_from(offset).ok()?, 4)?;
+        let size = i32::from_be_bytes(head[..4].try_into().ok()?);
+        let record = self
+            .commit_log
+            .read(offset as u64, usize::try_from(size).ok()?)?;
+        decode_record(&record, false, false).ok()?;
+        Some(record)
+    }
+
+    /// Physical offsets of messages with `key` (a KEYS entry or the UNIQ_KEY) stored in
+    /// `[begin, end]`, newest first.
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin: i64,
+        end: i64,
+    ) -> QueryOffsetResult {
+        let Some(index) = &self.index else {
+            return QueryOffsetResult::default();
+        };
+        index
+            .query_offsets(topic, key, max_num, begin, end)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "index query failed");
+                QueryOffsetResult::default()
+            })
+    }
+
+    /// The consume queue of (topic, queue), if it exists.
+    pub fn find_consume_queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.consume_queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)?
+            .get(&queue_id)
+            .cloned()
+    }
+
+    fn find_or_create_consume_queue(&self, topic: &str, queue_id: i32) -> Arc<ConsumeQueue> {
+        if let Some(queue) = self.find_consume_queue(topic, queue_id) {
+            return queue;
+        }
+        let mut queues = self
+            .consume_queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        queues
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(queue_id)
+            .or_insert_with(|| {
+                Arc::new(ConsumeQueue::new(
+                    self.env.disk.clone(),
+                    &self.root,
+                    topic,
+                    queue_id,
+                    self.config.mapped_file_size_consume_queue,
+                ))
+            })
+            .clone()
+    }
+
+    fn all_consume_queues(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.consume_queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flat_map(|queues| queues.values().cloned())
+            .collect()
+    }
+
+    /// Every (topic, queue id) that has a consume queue.
+    pub fn queue_ids(&self) -> Vec<(String, i32)> {
+        self.consume_queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|(topic, queues)| queues.keys().map(move |&id| (topic.clone(), id)))
+            .collect()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Dispatch (reput)
+
+    /// Builds the consume-queue unit and the index entries of one record, and tells the
+    /// arrival listener.
+    async fn dispatch(&self, request: &DispatchRequest) {
+        let transaction = sys_flag::transaction_value(request.sys_flag);
+        let tags_code = self.dispatch_tags_code(request);
+        if transaction == sys_flag::TRANSACTION_NOT_TYPE
+            || transaction == sys_flag::TRANSACTION_COMMIT_TYPE
+        {
+            let queue = self.find_or_create_consume_queue(&request.topic, request.queue_id);
+            let unit = ConsumeQueueUnit {
+                commit_log_offset: request.commit_log_offset,
+                size: request.msg_size as i32,
+                tags_code,
+            };
+            if let Err(error) = queue.put_unit(unit, request.consume_queue_offset) {
+                tracing::error!(topic = %request.topic, queue_id = request.queue_id, %error, "consume queue dispatch failed");
+            }
+        }
+        if let Some(index) = &self.index {
+            let index_request = IndexRequest {
+                topic: request.topic.clone(),
+                commit_log_offset: request.commit_log_offset,
+                store_timestamp: request.store_timestamp,
+                keys: request.keys.clone().unwrap_or_default(),
+                uniq_key: request.uniq_key.clone(),
+                transaction_type: transaction,
+            };
+            match index.build_index(&index_request).await {
+                Ok(outcome) => {
+                    if let Some(timestamp) = outcome.index_msg_timestamp {
+                        self.checkpoint.set_index_msg_timestamp(timestamp);
+                        if let Err(error) = self.checkpoint.flush().await {
+                            tracing::error!(%error, "checkpoint flush failed");
+                        }
+                    }
+                }
+                Err(error) => tracing::error!(%error, "index dispatch failed"),
+            }
+        }
+        self.last_dispatched_store_timestamp
+            .store(request.store_timestamp, Ordering::Release);
+        if transaction == sys_flag::TRANSACTION_NOT_TYPE
+            || transaction == sys_flag::TRANSACTION_COMMIT_TYPE
+        {
+            let listener = self
+                .arrival_listener
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(listener) = listener {
+                listener(
+                    &request.topic,
+                    request.queue_id,
+                    request.consume_queue_offset + 1,
+                    tags_code,
+                    request.store_timestamp,
+                );
+            }
+        }
+    }
+
+    /// The consume-queue tags code: the deliver time for a delayed message, else the code of
+    /// its tags.
+    fn dispatch_tags_code(&self, request: &DispatchRequest) -> i64 {
+        if request.topic == SCHEDULE_TOPIC && request.delay_level > 0 {
+            let level = (request.delay_level as usize).min(self.delay_levels.len());
+            if let Some(delay) = level.checked_sub(1).and_then(|i| self.delay_levels.get(i)) {
+                return request.store_timestamp + delay.as_millis() as i64;
+            }
+        }
+        request.tags_code
+    }
+
+    /// Dispatches every complete record past the reput offset up to the written end (what
+    /// the reput service does on each wake-up); returns whether anything was dispatched.
+    pub async fn dispatch_pending(&self) -> bool {
+        let mut from = self.reput_from.load(Ordering::Acquire);
+        let min = self.commit_log.min_offset();
+        if from < min {
+            tracing::warn!(
+                from,
+                min,
+                "reput offset is below the commit log; skipping ahead"
+            );
+            from = min;
+        }
+        let mut progressed = false;
+        while from < self.commit_log.max_offset() {
+            let Some((start, data)) = self.commit_log.read_to_segment_end(from) else {
+                break;
+            };
+            let mut position = 0usize;
+            let mut rolled = false;
+            while position < data.len() {
+                match check_record(&data[position..], false) {
+                    RecordCheck::Message(request) => {
+                        self.dispatch(&request).await;
+                        position += request.msg_size;
+                        progressed = true;
+                    }
+                    RecordCheck::Blank { .. } => {
+                        from = self.commit_log.roll_next_file(start + position as u64);
+                        rolled = true;
+                        break;
+                    }
+                    RecordCheck::Invalid(error) => {
+                        // Written records are complete and checked when appended: this is a
+                        // bug or corruption. Skip to the next segment rather than spin.
+                        tracing::error!(offset = start + position as u64, %error, "[BUG] undecodable record in the written commit log");
+                        from = self.commit_log.roll_next_file(start + position as u64);
+                        rolled = true;
+                        break;
+                    }
+                }
+            }
+            if !rolled {
+                from = start + position as u64;
+            }
+            self.reput_from.store(from, Ordering::Release);
+        }
+        progressed
+    }
+
+    async fn run_reput_service(self: Arc<Self>) {
+        loop {
+            self.dispatch_pending().await;
+            let from = self.reput_from.load(Ordering::Acquire);
+            self.commit_log.wait_written_past(from).await;
+        }
+    }
+
+    /// Where the reput service will dispatch next.
+    pub fn reput_from_offset(&self) -> u64 {
+        self.reput_from.load(Ordering::Acquire)
+    }
+
+    /// Bytes written to the commit log but not yet dispatched.
+    pub fn dispatch_behind_bytes(&self) -> u64 {
+        self.commit_log
+            .max_offset()
+            .saturating_sub(self.reput_from_offset())
+    }
+
+    async fn run_consume_queue_flush_service(self: Arc<Self>) {
+        let clock = self.env.clock.clone();
+        let interval = Duration::from_millis(self.config.flush_interval_consume_queue);
+        let thorough = Duration::from_millis(self.config.flush_consume_queue_thorough_interval);
+        let mut last_thorough = clock.instant();
+        loop {
+            clock.sleep(interval).await;
+            let least_pages = if clock.instant() >= last_thorough + thorough {
+                last_thorough = clock.instant();
+                0
+            } else {
+                self.config.flush_consume_queue_least_pages
+            };
+            if let Err(error) = self.flush_consume_queues(least_pages).await {
+                tracing::error!(%error, "consume-queue flush failed");
+            }
+        }
+    }
+
+    /// Syncs the consume queues and then the checkpoint.
+    async fn flush_consume_queues(&self, least_pages: u64) -> Result<(), StoreError> {
+        let logics_timestamp = self.last_dispatched_store_timestamp.load(Ordering::Acquire);
+        for queue in self.all_consume_queues() {
+            queue.flush(least_pages).await?;
+        }
+        if logics_timestamp > 0 {
+            self.checkpoint.set_logics_msg_timestamp(logics_timestamp);
+        }
+        let physic = self.commit_log.flushed_store_timestamp();
+        if physic > 0 {
+            self.checkpoint.set_physic_msg_timestamp(physic);
+        }
+        Ok(self.checkpoint.flush().await?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Load and recovery
+
+    fn load_consume_queues(&self) -> Result<(), StoreError> {
+        let dir = join(&self.root, "consumequeue");
+        let mut queues = QueueTable::new();
+        for topic in self.env.disk.list_dir(&dir)? {
+            if !topic.is_dir {
+                continue;
+            }
+            for entry in self.env.disk.list_dir(&join(&dir, &topic.name))? {
+                let Ok(queue_id) = entry.name.parse::<i32>() else {
+                    continue;
+                };
+                let queue = ConsumeQueue::new(
+                    self.env.disk.clone(),
+                    &self.root,
+                    &topic.name,
+                    queue_id,
+                    self.config.mapped_file_size_consume_queue,
+                );
+                queue.load()?;
+                queues
+                    .entry(topic.name.clone())
+                    .or_default()
+                    .insert(queue_id, Arc::new(queue));
+            }
+        }
+        *self
+            .consume_queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = queues;
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
+        let mut max_cq_physic = 0i64;
+        for queue in self.all_consume_queues() {
+            queue.recover().await?;
+            max_cq_physic = max_cq_physic.max(queue.max_physic_offset());
+        }
+        let files = self.commit_log.mapped_file_queue().mapped_files();
+        if files.is_empty() {
+            // No commit log: nothing the consume queues point at exists.
+            for queue in self.all_consume_queues() {
+                queue.destroy().await?;
+            }
+            self.consume_queues
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.commit_log.truncate_to(0, false).await?;
+            self.reput_from.store(0, Ordering::Release);
+            return Ok(());
+        }
+        let check_crc = self.config.check_crc_on_recover;
+        let recovery_start = if self.last_exit_ok {
+            files.len().saturating_sub(3)
+        } else {
+            self.abnormal_recovery_start(files.len())
+        };
+        let process_offset = if self.last_exit_ok {
+            let start = recovery_start;
+            let end = self
+                .commit_log
+                .scan_valid_records(start, check_crc, |_| async {})
+                .await?;
+            self.commit_log.truncate_to(end, false).await?;
+            end
+        } else {
+            let start = recovery_start;
+            tracing::warn!(
+                start_segment = start,
+                "abnormal exit: re-dispatching from the checkpoint"
+            );
+            let end = self
+                .commit_log
+                .scan_valid_records(start, check_crc, |request| async move {
+                    self.dispatch(&request).await;
+                })
+                .await?;
+            self.commit_log.truncate_to(end, true).await?;
+            end
+        };
+        if max_cq_physic >= process_offset as i64 || !self.last_exit_ok {
+            for queue in self.all_consume_queues() {
+                queue
+                    .truncate_dirty_logic_files(process_offset as i64)
+                    .await?;
+            }
+        }
+        // The append side continues every queue where its consume queue ends.
+        let mut table = BTreeMap::new();
+        let min_offset = self.commit_log.min_offset() as i64;
+        let mut max_dispatched = min_offset;
+        for queue in self.all_consume_queues() {
+            queue.correct_min_offset(min_offset)?;
+            table.insert(
+                super::commit_log::queue_key(queue.topic(), queue.queue_id()),
+                queue.max_offset_in_queue(),
+            );
+            max_dispatched = max_dispatched.max(queue.max_physic_offset());
+        }
+        self.commit_log.set_topic_queue_table(table);
+        let reput_from = if self.last_exit_ok {
+            max_dispatched.max(min_offset) as u64
+        } else {
+            process_offset
+        };
+        self.reput_from.store(reput_from, Ordering::Release);
+        // What recovery kept (unsynced bytes a process crash left in the page cache included)
+        // may already be read by consumers: make it durable before serving, so that a later
+        // power loss cannot take back what was visible.
+        self.commit_log.sync_after_recovery(recovery_start).await?;
+        for queue in self.all_consume_queues() {
+            queue.sync_written().await?;
+        }
+        tracing::info!(process_offset, reput_from, "message store recovered");
+        Ok(())
+    }
+
+    /// The newest segment whose first record is older than the checkpoint (segment 0 when
+    /// none is).
+    fn abnormal_recovery_start(&self, segment_count: usize) -> usize {
+        let min_timestamp = if self.config.message_index_enable && self.config.message_index_safe {
+            self.checkpoint.min_timestamp_index()
+        } else {
+            self.checkpoint.min_timestamp()
+        };
+        (0..segment_count)
+            .rev()
+            .find(|&index| {
+                self.commit_log
+                    .first_record_store_timestamp(index)
+                    .is_some_and(|timestamp| timestamp <= min_timestamp)
+            })
+            .unwrap_or(0)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Shutdown and checks
+
+    /// Stops the services, flushes everything and removes the `abort` marker (a clean exit).
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.shut_down.store(true, Ordering::Release);
+        self.lock_tasks().clear();
+        // Dispatch what is written so the consume queues are complete at the next start.
+        self.dispatch_pending().await;
+        self.commit_log.flush(0).await?;
+        self.flush_consume_queues(0).await?;
+        if let Some(index) = &self.index {
+            index.flush_all().await?;
+        }
+        self.env.disk.remove_file(&join(&self.root, "abort"))?;
+        Ok(self.env.disk.sync_dir(&self.root).await?)
+    }
+
+    /// Panics if an invariant of the module docs is broken.
+    pub fn check_invariants(&self) {
+        self.commit_log.check_invariants();
+        let max = self.commit_log.max_offset() as i64;
+        for queue in self.all_consume_queues() {
+            queue.check_invariants();
+            assert!(
+                queue.max_physic_offset() <= max,
+                "consume queue {}-{} points past the commit log end {max}",
+                queue.topic(),
+                queue.queue_id()
+            );
+        }
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<AbortOnDrop>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
