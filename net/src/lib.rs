@@ -119,10 +119,13 @@ mod tests {
     use super::*;
     use ferrocket_engine::clock::ClockExt;
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    // Real loopback only: the simulated network has its own tests with named nodes
+    // (tests/tests/remoting_sim.rs); madsim's default node has no loopback interface.
+    #[cfg(not(madsim))]
     #[tokio::test]
     async fn loopback_connect_accept_and_echo() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let net = TokioNet;
         let mut listener = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().to_string();

@@ -1,5 +1,8 @@
 //! Shared fixtures of the integration tests: request processors with known behaviour, used
-//! by the loopback tests (real TCP) and their simulated twins (madsim).
+//! by the loopback tests (real TCP) and their simulated twins (madsim), and message-store
+//! fixtures ([`store`]).
+
+pub mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -13,106 +13,23 @@
 #![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use ferrocket_engine::Env;
 use ferrocket_engine::rng::Rng;
-use ferrocket_engine::store::config::{FlushDiskType, MessageStoreConfig};
-use ferrocket_engine::store::message::{MessageInner, decode_record, encode_properties};
-use ferrocket_engine::store::message_store::{GetMessageStatus, MessageStore, PutMessageStatus};
-use ferrocket_net::{SystemClock, TokioNet};
+use ferrocket_engine::store::message_store::{MessageStore, PutMessageStatus};
 use ferrocket_sim::{CrashKind, SimDisk};
+use ferrocket_tests::store::{message, read_queue, sim_env as env, small_store_config as config};
 
 const SEEDS: u64 = 200;
 const CYCLES: usize = 3;
 const TOPICS: [&str; 2] = ["TopicA", "TopicB"];
 const QUEUES: i32 = 3;
 
-fn config() -> MessageStoreConfig {
-    MessageStoreConfig {
-        // Small segments so that every run rolls segments and consume-queue files.
-        mapped_file_size_commit_log: 32 * 1024,
-        mapped_file_size_consume_queue: 20 * 16,
-        max_message_size: 8 * 1024,
-        flush_disk_type: FlushDiskType::AsyncFlush,
-        max_hash_slot_num: 64,
-        max_index_num: 256,
-        ..MessageStoreConfig::default()
-    }
-}
-
-fn env(disk: &Arc<SimDisk>, seed: u64) -> Env {
-    Env {
-        clock: SystemClock::shared(),
-        net: TokioNet::shared(),
-        disk: disk.shared(),
-        rng: Rng::shared(seed),
-    }
-}
-
 /// What the test appended to one queue, in order, and how much of it is acknowledged.
 #[derive(Debug, Default, Clone)]
 struct QueueModel {
     bodies: Vec<Bytes>,
     acked: usize,
-}
-
-fn message(topic: &str, queue_id: i32, body: Bytes, key: &str) -> MessageInner {
-    let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
-    let properties: BTreeMap<String, String> = [
-        ("KEYS".to_string(), key.to_string()),
-        ("TAGS".to_string(), "TagA".to_string()),
-    ]
-    .into_iter()
-    .collect();
-    MessageInner {
-        topic: topic.into(),
-        queue_id,
-        flag: 0,
-        body,
-        properties: encode_properties(&properties),
-        tags_code: 0,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        born_host: "127.0.0.2:5555".parse().unwrap(),
-        store_host: host,
-        store_timestamp: 0,
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-    }
-}
-
-/// Every message of a queue, in queue order, read through `get_message`.
-fn read_queue(store: &MessageStore, topic: &str, queue_id: i32) -> Vec<Bytes> {
-    let mut bodies = Vec::new();
-    let mut offset = store.min_offset_in_queue(topic, queue_id);
-    assert_eq!(offset, 0, "nothing was deleted, so every queue starts at 0");
-    loop {
-        let result = store.get_message(topic, queue_id, offset, 32, None);
-        match result.status {
-            GetMessageStatus::Found => {
-                for record in &result.messages {
-                    let stored =
-                        decode_record(record, true, true).expect("records read back are valid");
-                    assert_eq!(stored.topic, topic);
-                    assert_eq!(stored.queue_id, queue_id);
-                    assert_eq!(
-                        stored.queue_offset,
-                        bodies.len() as i64,
-                        "dense queue offsets"
-                    );
-                    bodies.push(stored.body.clone().expect("body read"));
-                }
-                offset = result.next_begin_offset;
-            }
-            GetMessageStatus::OffsetOverflowOne
-            | GetMessageStatus::NoMessageInQueue
-            | GetMessageStatus::NoMatchedLogicQueue => return bodies,
-            other => panic!("unexpected status {other:?} at offset {offset} of {topic}-{queue_id}"),
-        }
-    }
 }
 
 /// Checks the recovered store against the model and returns the model cut to what survived.

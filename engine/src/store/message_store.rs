@@ -39,6 +39,12 @@ use crate::clock::ClockExt;
 use crate::disk::join;
 use crate::remoting::transport::AbortOnDrop;
 
+/// Segments deleted per retention pass at most (`DELETE_FILES_BATCH_MAX`).
+pub const DELETE_FILES_BATCH_MAX: usize = 10;
+
+/// How often the retention pass runs (`cleanResourceInterval`).
+pub const CLEAN_RESOURCE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The topic delayed messages wait in, one queue per delay level.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
@@ -305,6 +311,7 @@ impl MessageStore {
         tasks.push(AbortOnDrop(tokio::spawn(
             self.clone().run_consume_queue_flush_service(),
         )));
+        tasks.push(AbortOnDrop(tokio::spawn(self.clone().run_clean_service())));
     }
 
     /// Registers the listener told about every dispatched message.
@@ -922,6 +929,89 @@ impl MessageStore {
             self.checkpoint.set_physic_msg_timestamp(physic);
         }
         Ok(self.checkpoint.flush().await?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Retention
+
+    /// Deletes expired commit-log segments (`CleanCommitLogService`): a segment (never the
+    /// newest) expires `fileReservedTime` hours after its last write, and expired segments
+    /// go at the deletion hour (`deleteWhen`, hours of the day in UTC), at any hour when the
+    /// disk is fuller than `diskMaxUsedSpaceRatio`, or when `force`d (admin). Then drops the
+    /// consume-queue and index files that only point below the new minimum. At most
+    /// [`DELETE_FILES_BATCH_MAX`] segments per call. Returns how many segments went.
+    pub async fn delete_expired_files(&self, force: bool) -> Result<usize, StoreError> {
+        let now = self.env.clock.wall_ms();
+        let hour = (now.rem_euclid(86_400_000) / 3_600_000) as u32;
+        let time_up = self
+            .config
+            .delete_when
+            .split(';')
+            .filter_map(|h| h.trim().parse::<u32>().ok())
+            .any(|h| h == hour);
+        let space = self.env.disk.space()?;
+        let space_full =
+            space.used_ratio() * 100.0 > f64::from(self.config.disk_max_used_space_ratio);
+        if !(time_up || space_full || force) {
+            return Ok(0);
+        }
+        let reserved_ms = self.config.file_reserved_time as i64 * 3_600_000;
+        let files = self.commit_log.mapped_file_queue().mapped_files();
+        // A segment was last written no later than the first record of the next one.
+        let last_write: Vec<Option<i64>> = (1..files.len())
+            .map(|next| self.commit_log.first_record_store_timestamp(next))
+            .collect();
+        let mut index = 0usize;
+        let deleted = self
+            .commit_log
+            .mapped_file_queue()
+            .delete_oldest_while(|_| {
+                let expired = index < DELETE_FILES_BATCH_MAX
+                    && last_write
+                        .get(index)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|written| now >= written + reserved_ms);
+                index += 1;
+                expired
+            })
+            .await?;
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                min_offset = self.commit_log.min_offset(),
+                time_up,
+                space_full,
+                force,
+                "expired commit-log segments deleted"
+            );
+            self.delete_expired_logic_files().await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Drops consume-queue and index files that only point below the commit log's minimum
+    /// (`CleanConsumeQueueService`).
+    async fn delete_expired_logic_files(&self) -> Result<(), StoreError> {
+        let min = self.commit_log.min_offset() as i64;
+        for queue in self.all_consume_queues() {
+            queue.delete_expired_files(min).await?;
+            queue.correct_min_offset(min)?;
+        }
+        if let Some(index) = &self.index {
+            index.delete_expired(min).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_clean_service(self: Arc<Self>) {
+        let clock = self.env.clock.clone();
+        loop {
+            clock.sleep(CLEAN_RESOURCE_INTERVAL).await;
+            if let Err(error) = self.delete_expired_files(false).await {
+                tracing::error!(%error, "deleting expired files failed");
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------

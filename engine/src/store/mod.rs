@@ -7,5 +7,6 @@ pub mod index;
 pub mod mapped_file_queue;
 pub mod message;
 pub mod message_store;
+pub mod metadata;
 #[cfg(test)]
 pub(crate) mod test_disk;
