@@ -18,7 +18,7 @@ trap 'rm -f "$log"' EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
 # Runs cargo with the simulator cfg and its own target dir.
-sim() { RUSTFLAGS="$SIM_FLAGS" CARGO_TARGET_DIR=target/sim "$@"; }
+sim() { RUSTFLAGS="$SIM_FLAGS" RUSTDOCFLAGS="$SIM_FLAGS" CARGO_TARGET_DIR=target/sim "$@"; }
 
 # Runs a cargo test command, echoing its output and keeping it for the summary.
 run_tests() { "$@" 2>&1 | tee -a "$log"; }

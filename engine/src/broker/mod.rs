@@ -1,7 +1,22 @@
 //! The broker: message store front-end, request processors, and its dealings with the name
 //! servers.
 //!
+//! - [`config`]: the broker settings, `BrokerConfig`;
+//! - [`topic_config`], [`subscription_group`], [`consumer_offset`]: the broker's metadata
+//!   tables, persisted under `config/`;
+//! - [`client_manager`], [`rebalance_lock`]: connected producers and consumers, and the
+//!   queue locks of orderly consumers;
+//! - [`context`]: what every broker component shares;
+//! - [`processor`]: the request processors;
 //! - [`outer_api`]: registration with every name server (`BrokerOuterAPI`) and the periodic
 //!   re-registration driver.
 
+pub mod client_manager;
+pub mod config;
+pub mod consumer_offset;
+pub mod context;
 pub mod outer_api;
+pub mod processor;
+pub mod rebalance_lock;
+pub mod subscription_group;
+pub mod topic_config;

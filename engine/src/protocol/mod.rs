@@ -6,6 +6,7 @@
 //! what real clients send besides: enum ordinals, numbers as strings, missing collections and
 //! unknown fields ([`lenient`]).
 
+pub mod heartbeat;
 pub mod lenient;
 pub mod route;
 pub mod topic;
