@@ -66,14 +66,50 @@ pub trait ClockExt: Clock {
 
 impl<C: Clock + ?Sized> ClockExt for C {}
 
-/// Instants for tests of pure code, which need a starting point but no clock.
+/// Time for the engine's own tests, which cannot use the production clock of `ferrocket-net`.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::Instant;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
+    use super::{Clock, Instant};
 
     /// The current instant of the test's runtime (virtual under madsim).
     #[allow(clippy::disallowed_methods)]
     pub(crate) fn now() -> Instant {
         Instant::now()
+    }
+
+    /// A clock on the test runtime's time whose wall clock is set by the test.
+    #[derive(Debug)]
+    pub(crate) struct TestClock {
+        wall_ms: AtomicI64,
+    }
+
+    impl TestClock {
+        /// A clock whose wall time reads `wall_ms` until changed.
+        pub(crate) fn at(wall_ms: i64) -> Arc<Self> {
+            Arc::new(Self {
+                wall_ms: AtomicI64::new(wall_ms),
+            })
+        }
+    }
+
+    impl Clock for TestClock {
+        fn instant(&self) -> Instant {
+            now()
+        }
+
+        fn wall_ms(&self) -> i64 {
+            self.wall_ms.load(Ordering::SeqCst)
+        }
+
+        #[allow(clippy::disallowed_methods)]
+        fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+            tokio::time::sleep_until(deadline).boxed()
+        }
     }
 }

@@ -121,7 +121,9 @@ impl ConsumerManager {
             let newer = info
                 .subscriptions
                 .get(&subscription.topic)
-                .is_none_or(|old| old.sub_version < subscription.sub_version || old != &subscription);
+                .is_none_or(|old| {
+                    old.sub_version < subscription.sub_version || old != &subscription
+                });
             if newer {
                 info.subscriptions
                     .insert(subscription.topic.clone(), subscription);

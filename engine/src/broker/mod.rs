@@ -20,3 +20,6 @@ pub mod processor;
 pub mod rebalance_lock;
 pub mod subscription_group;
 pub mod topic_config;
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -208,6 +208,27 @@ impl Channel {
         channel
     }
 
+    /// A connection with no processors and no listeners, for tests that drive a processor
+    /// directly and read the far end themselves.
+    #[cfg(test)]
+    pub(crate) fn start_for_test(connection: Connection, clock: SharedClock) -> Channel {
+        let dispatcher = Dispatcher::start(
+            crate::remoting::transport::ProcessorTable::new(),
+            clock.clone(),
+        );
+        Channel::start(
+            super::server::next_channel_id(),
+            connection,
+            clock,
+            ChannelConfig::default(),
+            ChannelHooks {
+                dispatcher,
+                events: None,
+                on_close: None,
+            },
+        )
+    }
+
     /// A process-unique id of this connection.
     pub fn id(&self) -> u64 {
         self.0.id
