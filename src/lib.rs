@@ -106,3 +106,23 @@ pub async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo), or 8 GiB when unknown; the
+/// store sizes its hot-data window from it.
+pub fn total_memory() -> u64 {
+    const FALLBACK: u64 = 8 << 30;
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(FALLBACK, |kb| kb * 1024)
+}

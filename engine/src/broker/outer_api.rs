@@ -221,10 +221,11 @@ impl RegistrationSchedule {
     }
 }
 
-/// Registers now and then every period, forever (cancel by aborting the task). `body`
-/// supplies the broker's current topics each time; `on_outcome` sees every result (a slave
-/// learns its master's address from it).
-pub async fn run_periodic_registration(
+/// Registers now, then every period and whenever `changed` completes, forever (cancel by
+/// aborting the task). `body` supplies the broker's current topics each time; `on_outcome`
+/// sees every result (a slave learns its master's address from it).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_periodic_registration<Changed, ChangedFuture>(
     api: BrokerOuterApi,
     clock: SharedClock,
     namesrv_addrs: Vec<String>,
@@ -232,7 +233,11 @@ pub async fn run_periodic_registration(
     schedule: RegistrationSchedule,
     body: impl Fn() -> RegisterBrokerBody + Send + Sync,
     on_outcome: impl Fn(&str, &Result<RegisterOutcome, OuterApiError>) + Send + Sync,
-) {
+    changed: Changed,
+) where
+    Changed: Fn() -> ChangedFuture,
+    ChangedFuture: std::future::Future<Output = ()>,
+{
     loop {
         let current = body();
         let mut targets = namesrv_addrs.clone();
@@ -252,6 +257,9 @@ pub async fn run_periodic_registration(
             }
             on_outcome(&addr, &outcome);
         }
-        clock.sleep(schedule.period).await;
+        tokio::select! {
+            () = clock.sleep(schedule.period) => {}
+            () = changed() => {}
+        }
     }
 }
