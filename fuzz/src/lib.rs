@@ -14,7 +14,13 @@ use ferrocket_engine::remoting::headers::{
 use ferrocket_engine::remoting::{CommandHeader, RemotingCommand};
 use ferrocket_engine::store::message::{self as record, RecordCheck, RecordError};
 
-/// The names of the targets, as directories under `corpus/` and `regressions/`.
+/// The names of the targets, as directories under `corpus/` and `regressions/`. Store
+/// recovery runs the store on the production clock, which needs the real runtime's time, so
+/// it is replayed in the normal build only.
+#[cfg(not(madsim))]
+pub const TARGETS: &[&str] = &["remoting_frame", "record_decode", "store_recovery"];
+/// The names of the targets replayed in the simulated build.
+#[cfg(madsim)]
 pub const TARGETS: &[&str] = &["remoting_frame", "record_decode"];
 
 /// Runs target `name` on `data`. Panics on an unknown name.
@@ -22,9 +28,14 @@ pub fn run(name: &str, data: &[u8]) {
     match name {
         "remoting_frame" => remoting_frame(data),
         "record_decode" => record_decode(data),
+        #[cfg(not(madsim))]
+        "store_recovery" => store_recovery::run(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
+
+#[cfg(not(madsim))]
+pub mod store_recovery;
 
 /// Frames and headers from a peer: decoding arbitrary bytes never panics, and whatever
 /// decodes re-encodes to bytes that decode to the same command; the typed headers a broker
