@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferrocket_engine::Env;
-use ferrocket_engine::disk::Disk;
 use ferrocket_engine::rng::Rng;
 use ferrocket_engine::store::config::MessageStoreConfig;
 use ferrocket_engine::store::message::{MessageInner, RecordCheck, check_record};
@@ -46,7 +45,10 @@ fn valid_prefix(bytes: &[u8]) -> u64 {
     let mut position = 0usize;
     while position < bytes.len() {
         match check_record(&bytes[position..], true) {
-            RecordCheck::Message(request) => position += request.msg_size,
+            RecordCheck::Message(request) if request.commit_log_offset == position as i64 => {
+                position += request.msg_size
+            }
+            RecordCheck::Message(_) => break,
             RecordCheck::Blank { .. } => return COMMIT_LOG_SEGMENT,
             RecordCheck::Invalid(_) => break,
         }
@@ -70,7 +72,11 @@ pub fn run(data: &[u8]) {
         let segment = shared.open_segment(path, size).expect("in-memory segment");
         segment.write_at(0, bytes).expect("in-memory write");
     };
-    write("store/commitlog/00000000000000000000", COMMIT_LOG_SEGMENT, log_bytes);
+    write(
+        "store/commitlog/00000000000000000000",
+        COMMIT_LOG_SEGMENT,
+        log_bytes,
+    );
     write(
         "store/consumequeue/T/0/00000000000000000000",
         CONSUME_QUEUE_SEGMENT,

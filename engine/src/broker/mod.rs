@@ -7,6 +7,8 @@
 //! - [`client_manager`], [`rebalance_lock`]: connected producers and consumers, and the
 //!   queue locks of orderly consumers;
 //! - [`context`]: what every broker component shares;
+//! - [`controller`]: the wiring — server, processors, services, registration;
+//! - [`long_polling`]: pulls held until a message arrives;
 //! - [`processor`]: the request processors;
 //! - [`outer_api`]: registration with every name server (`BrokerOuterAPI`) and the periodic
 //!   re-registration driver.
@@ -15,6 +17,8 @@ pub mod client_manager;
 pub mod config;
 pub mod consumer_offset;
 pub mod context;
+pub mod controller;
+pub mod long_polling;
 pub mod outer_api;
 pub mod processor;
 pub mod rebalance_lock;

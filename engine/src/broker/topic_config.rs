@@ -43,13 +43,15 @@ pub mod system_topic {
     /// Reply topics of request-reply end with this after the cluster name.
     pub const REPLY_TOPIC_POSTFIX: &str = "REPLY_TOPIC";
 
-    /// Whether producers may not send to `topic` directly (`isNotAllowedSendTopic`).
+    /// Whether producers may not send to `topic` directly (`isNotAllowedSendTopic`, 4.9.4+).
     pub fn is_not_allowed_send(topic: &str) -> bool {
         [
             super::SCHEDULE_TOPIC,
             TRANS_HALF,
             TRANS_OP_HALF,
             TRANS_CHECK_MAX_TIME,
+            SELF_TEST,
+            OFFSET_MOVED_EVENT,
         ]
         .contains(&topic)
     }

@@ -431,6 +431,19 @@ impl CommitLog {
                 }
                 let raw = file.read_raw(position, size as usize)?;
                 match check_record(&raw, check_crc) {
+                    // A record must sit where it says it was written; one that does not is
+                    // garbage (or a copy from elsewhere) and ends the valid log.
+                    RecordCheck::Message(request)
+                        if request.commit_log_offset
+                            != (file.file_from_offset() + position) as i64 =>
+                    {
+                        tracing::info!(
+                            offset = file.file_from_offset() + position,
+                            claimed = request.commit_log_offset,
+                            "commit-log recovery stops at a record claiming another offset"
+                        );
+                        break 'files;
+                    }
                     RecordCheck::Message(request) => {
                         on_record(request).await;
                         position += size as u64;

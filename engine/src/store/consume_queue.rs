@@ -330,8 +330,9 @@ impl ConsumeQueue {
         };
         let scan_from = files.len().saturating_sub(3);
         let mut process_offset = files[scan_from].file_from_offset();
+        let mut previous_end = 0i64;
         for file in &files[scan_from..] {
-            let valid_len = valid_prefix_len(file).map_err(recover_error)?;
+            let valid_len = valid_prefix_len(file, &mut previous_end).map_err(recover_error)?;
             process_offset = file.file_from_offset() + valid_len;
             if valid_len < file.file_size() {
                 break;
@@ -594,7 +595,7 @@ impl ConsumeQueue {
         let end = self.end_index();
         let new_end = self
             .first_index_where(first, end, |unit| {
-                !unit.is_blank() && unit.commit_log_offset >= phy_offset
+                !unit.is_blank() && unit.end() > phy_offset
             })
             .map_err(|source| ConsumeQueueError::Read {
                 dir: self.dir().to_owned(),
@@ -887,7 +888,7 @@ impl ConsumeQueue {
 
 /// The length of the run of valid units at the start of `file`, in bytes, read from the raw
 /// contents (recovery ignores the write position `load` set).
-fn valid_prefix_len(file: &MappedFile) -> io::Result<u64> {
+fn valid_prefix_len(file: &MappedFile, previous_end: &mut i64) -> io::Result<u64> {
     let mut position = 0;
     while position < file.file_size() {
         let bytes = file.read_raw(position, SCAN_CHUNK_LEN)?;
@@ -895,9 +896,17 @@ fn valid_prefix_len(file: &MappedFile) -> io::Result<u64> {
             break;
         }
         for chunk in bytes.chunks_exact(UNIT_LEN) {
-            let valid = ConsumeQueueUnit::decode(chunk).is_some_and(|unit| unit.is_valid());
-            if !valid {
+            let Some(unit) = ConsumeQueueUnit::decode(chunk).filter(ConsumeQueueUnit::is_valid)
+            else {
                 return Ok(position);
+            };
+            // Real units point at consecutive, non-overlapping records; one that goes back
+            // is garbage left by a crash, and ends the valid queue as an invalid unit does.
+            if !unit.is_blank() {
+                if unit.commit_log_offset < *previous_end {
+                    return Ok(position);
+                }
+                *previous_end = unit.end();
             }
             position += CQ_STORE_UNIT_SIZE;
         }

@@ -341,14 +341,42 @@ impl MessageStore {
     // Put
 
     /// Stores one message. Under SYNC_FLUSH (and `WAIT` not `false`) waits for the sync.
-    pub async fn put_message(&self, mut message: MessageInner) -> PutMessageResult {
+    pub async fn put_message(&self, message: MessageInner) -> PutMessageResult {
+        let wait = message.property(property_key::WAIT) != Some("false");
+        self.put_message_with_wait(message, wait).await
+    }
+
+    /// Stores one message whose `WAIT` property the caller removed; `wait_store_msg_ok` says
+    /// whether a SYNC_FLUSH put waits for the sync.
+    pub async fn put_message_with_wait(
+        &self,
+        mut message: MessageInner,
+        wait_store_msg_ok: bool,
+    ) -> PutMessageResult {
         if let Some(refused) = self.check_put(std::slice::from_ref(&message)) {
             return refused;
         }
         self.rewrite_delayed(&mut message);
-        let wait = message.property(property_key::WAIT) != Some("false");
         let appended = self.commit_log.append(&mut message);
-        self.finish_put(appended, wait).await
+        self.finish_put(appended, wait_store_msg_ok).await
+    }
+
+    /// Whether queue entry `consume_offset` lies outside the hot-data window
+    /// (`checkInDiskByConsumeOffset`); false when the entry does not exist.
+    pub fn check_in_disk_by_consume_offset(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        consume_offset: i64,
+    ) -> bool {
+        let Some(unit) = self
+            .find_consume_queue(topic, queue_id)
+            .and_then(|queue| queue.unit(consume_offset))
+        else {
+            return false;
+        };
+        (self.commit_log.max_offset() as i64 - unit.commit_log_offset).max(0) as u64
+            > self.hot_data_window
     }
 
     /// Stores messages of one queue as consecutive records (a batch send).
@@ -848,10 +876,22 @@ impl MessageStore {
             let mut rolled = false;
             while position < data.len() {
                 match check_record(&data[position..], false) {
-                    RecordCheck::Message(request) => {
+                    RecordCheck::Message(request)
+                        if request.commit_log_offset == (start + position as u64) as i64 =>
+                    {
                         self.dispatch(&request).await;
                         position += request.msg_size;
                         progressed = true;
+                    }
+                    RecordCheck::Message(request) => {
+                        tracing::error!(
+                            offset = start + position as u64,
+                            claimed = request.commit_log_offset,
+                            "[BUG] record in the written commit log claims another offset"
+                        );
+                        from = self.commit_log.roll_next_file(start + position as u64);
+                        rolled = true;
+                        break;
                     }
                     RecordCheck::Blank { .. } => {
                         from = self.commit_log.roll_next_file(start + position as u64);

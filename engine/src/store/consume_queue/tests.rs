@@ -463,13 +463,14 @@ async fn truncate_drops_units_at_or_above_the_physical_offset() {
         .unwrap()
         .unwrap();
     assert!(bytes[60..].iter().all(|&b| b == 0));
-    // A cut inside a record (not at its start) keeps that record's unit.
+    // A cut inside a record (not at its start) drops that record's unit: the record is not
+    // whole in the commit log any more.
     cq.truncate_dirty_logic_files(message(7).commit_log_offset + 1)
         .await
         .unwrap();
-    assert_eq!(cq.max_offset_in_queue(), 8);
+    assert_eq!(cq.max_offset_in_queue(), 7);
     assert_eq!(
-        cq.put_unit(message(8), 8).unwrap(),
+        cq.put_unit(message(7), 7).unwrap(),
         PutUnitOutcome::Appended
     );
     cq.check_invariants();
