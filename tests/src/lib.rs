@@ -1,7 +1,9 @@
 //! Shared fixtures of the integration tests: request processors with known behaviour, used
 //! by the loopback tests (real TCP) and their simulated twins (madsim), and message-store
-//! fixtures ([`store`]).
+//! fixtures ([`store`]), and the real binaries and client scripts as processes ([`process`]).
 
+#[cfg(not(madsim))]
+pub mod process;
 pub mod store;
 
 use std::sync::Arc;

@@ -24,8 +24,8 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -36,9 +36,10 @@ use ferrocket_engine::remoting::headers::GetRouteInfoRequestHeader;
 use ferrocket_engine::remoting::{
     LanguageCode, RemotingCommand, codec, request_code as rc, response_code,
 };
+use ferrocket_tests::process::{
+    ChildGuard, python_or_skip, python_script, read_text, start_namesrv,
+};
 
-/// How long the name server may take to start listening.
-const STARTUP_MAX: Duration = Duration::from_secs(10);
 /// The bound the Python script enforces on the client itself.
 const SCRIPT_BOUND: Duration = Duration::from_secs(20);
 /// When the test gives up on the Python process and kills it (the script's own bound plus
@@ -50,169 +51,6 @@ const CLIENT_EXPECTED_MAX: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Helpers: finding the interpreter and the binary, the name-server process, the recorder.
 // ---------------------------------------------------------------------------------------------
-
-/// The interpreter of the real-client virtualenv, or `None` (after saying so) to skip.
-fn python_or_skip() -> Option<PathBuf> {
-    if let Some(python) = std::env::var_os("FERROCKET_PYTHON") {
-        return Some(PathBuf::from(python));
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "FERROCKET_PYTHON is unset under CI: run scripts/client-env.sh and export \
-             FERROCKET_PYTHON as the interpreter it prints on its last line"
-        );
-    }
-    println!("skipped: run scripts/client-env.sh and set FERROCKET_PYTHON");
-    None
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests package sits inside the workspace")
-        .to_path_buf()
-}
-
-/// The `mqnamesrv` built for the same target directory and profile as this test.
-fn mqnamesrv_binary() -> PathBuf {
-    // This test runs as <target>/[<triple>/]<profile>/deps/real_clients-<hash>.
-    let own_profile_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()));
-    let profile = own_profile_dir
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| {
-            if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            }
-            .into()
-        });
-    // A relative CARGO_TARGET_DIR is taken from the workspace root, where cargo is run.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| workspace_root().join(dir))
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let mut candidates = vec![target_dir.join(&profile).join("mqnamesrv")];
-    candidates.extend(own_profile_dir.map(|dir| dir.join("mqnamesrv")));
-    candidates
-        .iter()
-        .find(|path| path.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "mqnamesrv not found (looked at {candidates:?}); build it first with \
-                 `cargo build --bin mqnamesrv`"
-            )
-        })
-}
-
-/// A child process that is killed when the guard is dropped, on success and on panic alike.
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    /// Waits up to `max` for the process to exit; `None` if it is still running.
-    fn wait_max(&mut self, max: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + max;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("the child can be waited on") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Opens `path` for a child's stdout and stderr.
-fn output_file(path: &Path) -> (Stdio, Stdio) {
-    let file = File::create(path).expect("the temp dir is writable");
-    let copy = file.try_clone().expect("a file handle can be cloned");
-    (Stdio::from(file), Stdio::from(copy))
-}
-
-fn read_text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|error| format!("<{}: {error}>", path.display()))
-}
-
-/// `mqnamesrv` running as a process on a free loopback port, with `HOME` (hence its
-/// kvConfig) in a temp dir. Killed when dropped.
-struct NameServerProcess {
-    process: ChildGuard,
-    addr: SocketAddr,
-    log: PathBuf,
-    _home: tempfile::TempDir,
-}
-
-impl NameServerProcess {
-    fn start() -> Self {
-        let binary = mqnamesrv_binary();
-        let home = tempfile::tempdir().expect("a temp dir can be created");
-        let log = home.path().join("mqnamesrv.log");
-        let (stdout, stderr) = output_file(&log);
-        // The port is free now; the name server takes it a moment later.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a loopback port can be bound");
-        let child = Command::new(&binary)
-            .args(["--listenPort", &addr.port().to_string()])
-            .args(["--bindAddress", "127.0.0.1"])
-            .env("HOME", home.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()));
-        let mut namesrv = Self {
-            process: ChildGuard(child),
-            addr,
-            log,
-            _home: home,
-        };
-        namesrv.wait_until_listening();
-        namesrv
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + STARTUP_MAX;
-        loop {
-            if let Some(status) = self
-                .process
-                .0
-                .try_wait()
-                .expect("mqnamesrv can be waited on")
-            {
-                panic!("mqnamesrv exited with {status}:\n{}", self.log());
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mqnamesrv did not listen on {} within {STARTUP_MAX:?}:\n{}",
-                self.addr,
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        read_text(&self.log)
-    }
-}
 
 /// The bytes of one proxied connection, as sent by each side.
 #[derive(Debug, Default)]
@@ -328,12 +166,6 @@ fn decode_all(bytes: &[u8]) -> Vec<RemotingCommand> {
     commands
 }
 
-fn python_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("clients/python")
-        .join(name)
-}
-
 /// What a finished client script left behind.
 struct ScriptRun {
     status: ExitStatus,
@@ -404,7 +236,8 @@ fn cpp_producer_sending_to_an_unregistered_topic_fails_promptly_with_a_route_err
     let Some(python) = python_or_skip() else {
         return;
     };
-    let namesrv = NameServerProcess::start();
+    let home = tempfile::tempdir().expect("a temp dir can be created");
+    let namesrv = start_namesrv(home.path());
     let recorder = WireRecorder::start(namesrv.addr);
 
     let run = run_client_script(&python, "route_unknown_topic.py", recorder.addr);
