@@ -99,7 +99,7 @@ fn assert_exactly(received: &[(String, String, String)], prefix: &str, indexes: 
         assert_eq!(keys, &format!("{prefix}-key-{i}"), "keys of {body}");
         assert_eq!(
             tags,
-            if i % 2 == 0 { "TagA" } else { "TagB" },
+            if i.is_multiple_of(2) { "TagA" } else { "TagB" },
             "tags of {body}"
         );
         assert!(seen.insert(i, ()).is_none(), "{body} delivered twice");
