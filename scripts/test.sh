@@ -36,6 +36,9 @@ step "real-client environment (PyPI rocketmq 0.4.4, the C++ client, in .venv)"
 FERROCKET_PYTHON="$(./scripts/client-env.sh | tail -n 1)"
 export FERROCKET_PYTHON
 
+step "real-client environment (npm ali-ons 3.12.0, the JavaScript client, in tests/clients/node)"
+./scripts/node-client-env.sh
+
 step "tests (tokio build: unit, golden, property, loopback, disk, fuzz-input replay, real clients)"
 cargo build --locked --bins
 run_tests cargo test --workspace --locked
