@@ -70,7 +70,8 @@ impl<C: Clock + ?Sized> ClockExt for C {}
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    use std::time::Duration;
 
     use futures::FutureExt;
     use futures::future::BoxFuture;
@@ -110,6 +111,58 @@ pub(crate) mod test_support {
         #[allow(clippy::disallowed_methods)]
         fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
             tokio::time::sleep_until(deadline).boxed()
+        }
+    }
+
+    /// A clock that stands still until the test moves it: [`StepClock::advance`] moves the
+    /// monotonic and the wall time together. For rules about how long something took, tested
+    /// without real waiting. A sleep whose deadline has passed when it is created completes
+    /// at once; any other never completes (`advance` does not wake it), so code under test
+    /// must not wait on timers.
+    #[derive(Debug)]
+    pub(crate) struct StepClock {
+        origin: Instant,
+        wall_origin_ms: i64,
+        elapsed_nanos: AtomicU64,
+    }
+
+    impl StepClock {
+        /// A clock whose wall time reads `wall_ms` until advanced.
+        pub(crate) fn at(wall_ms: i64) -> Arc<Self> {
+            Arc::new(Self {
+                origin: now(),
+                wall_origin_ms: wall_ms,
+                elapsed_nanos: AtomicU64::new(0),
+            })
+        }
+
+        /// Moves time forward by `by`.
+        pub(crate) fn advance(&self, by: Duration) {
+            let nanos =
+                u64::try_from(by.as_nanos()).expect("a test advances by less than 584 years");
+            self.elapsed_nanos.fetch_add(nanos, Ordering::SeqCst);
+        }
+
+        fn elapsed(&self) -> Duration {
+            Duration::from_nanos(self.elapsed_nanos.load(Ordering::SeqCst))
+        }
+    }
+
+    impl Clock for StepClock {
+        fn instant(&self) -> Instant {
+            self.origin + self.elapsed()
+        }
+
+        fn wall_ms(&self) -> i64 {
+            self.wall_origin_ms + self.elapsed().as_millis() as i64
+        }
+
+        fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+            if deadline <= self.instant() {
+                futures::future::ready(()).boxed()
+            } else {
+                futures::future::pending().boxed()
+            }
         }
     }
 }

@@ -49,7 +49,10 @@ fn valid_prefix(bytes: &[u8]) -> u64 {
                 position += request.msg_size
             }
             RecordCheck::Message(_) => break,
-            RecordCheck::Blank { .. } => return COMMIT_LOG_SEGMENT,
+            RecordCheck::Blank { size } if position + size == COMMIT_LOG_SEGMENT as usize => {
+                return COMMIT_LOG_SEGMENT;
+            }
+            RecordCheck::Blank { .. } => break,
             RecordCheck::Invalid(_) => break,
         }
     }

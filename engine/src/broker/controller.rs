@@ -3,6 +3,12 @@
 //! registers with the name servers — at start, every `registerNameServerPeriod`, and at once
 //! whenever the topic table changes. A clean shutdown unregisters, persists the tables and
 //! closes the store (removing its `abort` marker).
+//!
+//! Overload protection, as Java's `BrokerFastFailure` and `protectBroker`: sends are turned
+//! away while the store's page cache is busy (the send processor's `reject_request`) and,
+//! with `brokerFastFailureEnable`, the send queue is purged meanwhile (`[PCBUSY_CLEAN_QUEUE]`)
+//! and every queue answers requests that waited too long (`[TIMEOUT_CLEAN_QUEUE]`); slow
+//! consumer groups are disabled by [`run_protect_broker`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use super::processor::client_manage::{
 use super::processor::pull::PullMessageProcessor;
 use super::processor::query::QueryMessageProcessor;
 use super::processor::send::SendMessageProcessor;
+use super::protect::run_protect_broker;
 use crate::Env;
 use crate::clock::ClockExt;
 use crate::protocol::RegisterBrokerBody;
@@ -74,6 +81,15 @@ impl BrokerController {
         let fast_fail = |ms: u64| config.broker_fast_failure_enable.then_some(ms);
 
         let send = Arc::new(SendMessageProcessor::new(context.clone()));
+        let mut send_executor = executor(
+            config.send_message_thread_pool_nums.max(4),
+            config.send_thread_pool_queue_capacity,
+            fast_fail(config.wait_time_mills_in_send_queue),
+        );
+        if config.broker_fast_failure_enable {
+            let store = context.store.clone();
+            send_executor.purge_when = Some(Arc::new(move || store.is_os_page_cache_busy()));
+        }
         let pull = PullMessageProcessor::new(context.clone());
         let client_manage = Arc::new(ClientManageProcessor::new(context.clone()));
         let consumer_manage = Arc::new(ConsumerManageProcessor::new(context.clone()));
@@ -88,11 +104,7 @@ impl BrokerController {
                     rc::CONSUMER_SEND_MSG_BACK,
                 ],
                 send,
-                executor(
-                    config.send_message_thread_pool_nums.max(4),
-                    config.send_thread_pool_queue_capacity,
-                    fast_fail(config.wait_time_mills_in_send_queue),
-                ),
+                send_executor,
             )
             .register(
                 &[rc::PULL_MESSAGE],
@@ -186,6 +198,10 @@ impl BrokerController {
             AbortOnDrop(tokio::spawn(pull.clone().run_hold_service())),
             AbortOnDrop(tokio::spawn(housekeeping.run_scan())),
             AbortOnDrop(tokio::spawn(persist_consumer_offsets(context.clone()))),
+            AbortOnDrop(tokio::spawn(run_protect_broker(
+                context.clone(),
+                pull.disk_fall_behind().clone(),
+            ))),
         ];
         tasks.push(AbortOnDrop(tokio::spawn(registration_loop(
             context.clone(),

@@ -9,6 +9,7 @@
 //! - [`context`]: what every broker component shares;
 //! - [`controller`]: the wiring — server, processors, services, registration;
 //! - [`long_polling`]: pulls held until a message arrives;
+//! - [`protect`]: slow-consumer protection (`protectBroker`);
 //! - [`processor`]: the request processors;
 //! - [`outer_api`]: registration with every name server (`BrokerOuterAPI`) and the periodic
 //!   re-registration driver.
@@ -21,6 +22,7 @@ pub mod controller;
 pub mod long_polling;
 pub mod outer_api;
 pub mod processor;
+pub mod protect;
 pub mod rebalance_lock;
 pub mod subscription_group;
 pub mod topic_config;

@@ -107,6 +107,22 @@ impl SubscriptionGroupManager {
         state.data_version.next_version(self.clock.wall_ms());
     }
 
+    /// Turns off an existing group's `consumeEnable` (`disableConsume`, used by
+    /// `protectBroker`): its pulls are refused until an operator turns it back on. An
+    /// unknown group is not created. Whether the setting changed.
+    pub fn disable_consume(&self, group: &str) -> bool {
+        let mut state = self.lock();
+        let Some(config) = state.subscription_group_table.get_mut(group) else {
+            return false;
+        };
+        if !config.consume_enable {
+            return false;
+        }
+        config.consume_enable = false;
+        state.data_version.next_version(self.clock.wall_ms());
+        true
+    }
+
     /// Deletes a group's settings; whether it existed.
     pub fn delete_subscription_group_config(&self, group: &str) -> bool {
         let mut state = self.lock();

@@ -10,6 +10,7 @@ use tokio_util::codec::FramedRead;
 use super::config::BrokerConfig;
 use super::context::BrokerContext;
 use crate::Env;
+use crate::clock::SharedClock;
 use crate::clock::test_support::TestClock;
 use crate::net::{Connection, Net};
 use crate::remoting::transport::{Channel, NettyServerConfig};
@@ -43,6 +44,15 @@ impl Net for NoNet {
 pub(crate) async fn test_context(
     configure: impl FnOnce(&mut BrokerConfig, &mut MessageStoreConfig),
 ) -> Arc<BrokerContext> {
+    test_context_with_clock(TestClock::at(TEST_WALL_MS), configure).await
+}
+
+/// [`test_context`] on `clock` (e.g. a `StepClock`, for rules about how long something
+/// took).
+pub(crate) async fn test_context_with_clock(
+    clock: SharedClock,
+    configure: impl FnOnce(&mut BrokerConfig, &mut MessageStoreConfig),
+) -> Arc<BrokerContext> {
     let (_disk, shared) = MemoryDisk::shared();
     let mut config = BrokerConfig::default();
     let mut store_config = MessageStoreConfig {
@@ -54,7 +64,7 @@ pub(crate) async fn test_context(
     };
     configure(&mut config, &mut store_config);
     let env = Env {
-        clock: TestClock::at(TEST_WALL_MS),
+        clock,
         net: Arc::new(NoNet),
         disk: shared,
         rng: Rng::shared(1),

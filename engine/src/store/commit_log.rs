@@ -13,12 +13,16 @@
 //! A failed sync fences the commit log: the durable contents are unknown, so it refuses
 //! further appends and fails every waiter instead of retrying and carrying on.
 //!
+//! The critical section is timed (Java's `beginTimeInLock`): [`CommitLog::lock_held_for`]
+//! tells how long the append inside it has been there, without taking the lock, so the store
+//! can see a stalled page cache (`isOSPageCacheBusy`) and the broker turn sends away.
+//!
 //! Invariants: `min_offset <= flushed <= max_offset`; records are contiguous from the start
 //! of each segment; queue offsets of a (topic, queue) increase by one per record.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,7 +34,7 @@ use super::message::{
     DispatchRequest, END_FILE_MIN_BLANK_LENGTH, MessageInner, RecordCheck, RecordError,
     check_record, create_message_id, encode_blank, encode_record_limited, sys_flag,
 };
-use crate::clock::{ClockExt, SharedClock};
+use crate::clock::{ClockExt, Instant, SharedClock};
 use crate::disk::{SharedDisk, join};
 
 /// Why an append was refused. Nothing was written.
@@ -95,6 +99,60 @@ pub struct CommitLog {
     written: watch::Sender<u64>,
     fenced: AtomicBool,
     flushed_store_timestamp: AtomicI64,
+    lock_timer: LockTimer,
+}
+
+/// When the append now inside the critical section entered it (Java's `beginTimeInLock`):
+/// one more than the nanoseconds from `origin` to the entry; 0 while no append is inside.
+/// One atomic store on entry and one on exit, so timing every append costs next to nothing,
+/// and readers never wait for the lock they are asking about.
+#[derive(Debug)]
+struct LockTimer {
+    origin: Instant,
+    entered: AtomicU64,
+}
+
+impl LockTimer {
+    fn new(origin: Instant) -> Self {
+        Self {
+            origin,
+            entered: AtomicU64::new(0),
+        }
+    }
+
+    fn enter(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        let encoded = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        self.entered.store(encoded, Ordering::Release);
+    }
+
+    fn exit(&self) {
+        self.entered.store(0, Ordering::Release);
+    }
+
+    fn held_for(&self, now: Instant) -> Option<Duration> {
+        match self.entered.load(Ordering::Acquire) {
+            0 => None,
+            encoded => {
+                let entered_at = self.origin + Duration::from_nanos(encoded - 1);
+                Some(now.saturating_duration_since(entered_at))
+            }
+        }
+    }
+}
+
+/// The append critical section: the append state's lock, timed. Dropping it stops the timer
+/// and then releases the lock (Java clears `beginTimeInLock` before unlocking), on every
+/// path out of an append, early returns included.
+pub(crate) struct AppendGuard<'a> {
+    state: MutexGuard<'a, AppendStateBox>,
+    timer: &'a LockTimer,
+}
+
+impl Drop for AppendGuard<'_> {
+    fn drop(&mut self) {
+        self.timer.exit();
+    }
 }
 
 /// `AppendState` behind a Debug-able wrapper.
@@ -124,6 +182,7 @@ impl CommitLog {
     ) -> Self {
         Self {
             queue: MappedFileQueue::new(disk, join(store_root, "commitlog"), file_size),
+            lock_timer: LockTimer::new(clock.instant()),
             clock,
             state: Mutex::new(AppendStateBox(AppendState {
                 topic_queue_table: BTreeMap::new(),
@@ -167,6 +226,19 @@ impl CommitLog {
         self.fenced.load(Ordering::Acquire)
     }
 
+    /// How long the append now inside the critical section has been there (Java's
+    /// `now - beginTimeInLock`); `None` while no append is.
+    pub fn lock_held_for(&self) -> Option<Duration> {
+        self.lock_timer.held_for(self.clock.instant())
+    }
+
+    /// Enters the append critical section and stays there until the guard drops: an append
+    /// stalled inside it, for tests of the page-cache busy rule.
+    #[cfg(test)]
+    pub(crate) fn hold_append_lock_for_test(&self) -> AppendGuard<'_> {
+        self.lock_for_append()
+    }
+
     /// Replaces the queue-offset table (after recovery rebuilt it from the consume queues).
     pub fn set_topic_queue_table(&self, table: BTreeMap<String, i64>) {
         self.lock().0.topic_queue_table = table;
@@ -203,11 +275,11 @@ impl CommitLog {
             return Err(AppendError::EmptyBatch);
         };
         let key = queue_key(&first.topic, first.queue_id);
-        let mut guard = self.lock();
+        let mut guard = self.lock_for_append();
         let AppendState {
             topic_queue_table,
             buffer,
-        } = &mut guard.0;
+        } = &mut guard.state.0;
         // Store times are monotonic in file order because they are taken under the lock.
         let store_timestamp = self.clock.wall_ms();
         let mut file = self
@@ -449,6 +521,16 @@ impl CommitLog {
                         position += size as u64;
                         process_offset = file.file_from_offset() + position;
                     }
+                    // The end-of-segment filler always covers exactly the rest of its
+                    // segment; one that does not is garbage.
+                    RecordCheck::Blank { size } if position + size as u64 != file.file_size() => {
+                        tracing::info!(
+                            offset = file.file_from_offset() + position,
+                            size,
+                            "commit-log recovery stops at a BLANK that does not end its segment"
+                        );
+                        break 'files;
+                    }
                     RecordCheck::Blank { .. } => {
                         // The segment is complete; continue with the next one.
                         process_offset = file.file_from_offset() + file.file_size();
@@ -465,6 +547,18 @@ impl CommitLog {
             }
         }
         Ok(process_offset)
+    }
+
+    /// Whether anything but zeros follows `end` in its segment's next record header: after a
+    /// clean shutdown the log ends in unwritten (zero) space, so bytes there are left over
+    /// from an earlier failure and must be cut like a torn tail.
+    pub fn garbage_after(&self, end: u64) -> bool {
+        let Some(file) = self.queue.find_mapped_file_by_offset(end) else {
+            return false;
+        };
+        let position = end - file.file_from_offset();
+        file.read_raw(position, END_FILE_MIN_BLANK_LENGTH)
+            .is_ok_and(|bytes| bytes.iter().any(|&b| b != 0))
     }
 
     /// Reads the first record of segment `index`, for choosing where abnormal recovery
@@ -517,6 +611,16 @@ impl CommitLog {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the append lock and starts its timer.
+    fn lock_for_append(&self) -> AppendGuard<'_> {
+        let state = self.lock();
+        self.lock_timer.enter(self.clock.instant());
+        AppendGuard {
+            state,
+            timer: &self.lock_timer,
+        }
     }
 }
 
@@ -578,4 +682,66 @@ pub enum FlushPolicy {
         /// `flushCommitLogThoroughInterval`.
         thorough_interval: Duration,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::test_support::StepClock;
+    use crate::store::test_disk::MemoryDisk;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn commit_log(clock: &Arc<StepClock>) -> CommitLog {
+        let (_, disk) = MemoryDisk::shared();
+        CommitLog::new(disk, "store", 64 * 1024, 1024, clock.clone())
+    }
+
+    fn message(body_size: usize) -> MessageInner {
+        MessageInner {
+            topic: "T".into(),
+            queue_id: 0,
+            flag: 0,
+            body: Bytes::from(vec![b'x'; body_size]),
+            properties: String::new(),
+            tags_code: 0,
+            sys_flag: 0,
+            born_timestamp: T0,
+            born_host: "127.0.0.1:5555".parse().expect("literal address"),
+            store_host: "127.0.0.1:10911".parse().expect("literal address"),
+            store_timestamp: 0,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+    }
+
+    #[test]
+    fn the_lock_is_timed_from_entry_while_an_append_holds_it() {
+        let clock = StepClock::at(T0);
+        let log = commit_log(&clock);
+        assert_eq!(log.lock_held_for(), None);
+        clock.advance(Duration::from_secs(5));
+        let stalled = log.hold_append_lock_for_test();
+        assert_eq!(log.lock_held_for(), Some(Duration::ZERO));
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(log.lock_held_for(), Some(Duration::from_nanos(1)));
+        clock.advance(Duration::from_millis(1_500));
+        let held = Duration::from_millis(1_500) + Duration::from_nanos(1);
+        assert_eq!(log.lock_held_for(), Some(held));
+        drop(stalled);
+        assert_eq!(log.lock_held_for(), None);
+    }
+
+    #[test]
+    fn an_append_leaves_the_lock_untimed_whether_it_succeeds_or_fails_inside_it() {
+        let clock = StepClock::at(T0);
+        let log = commit_log(&clock);
+        log.append(&mut message(10)).expect("a small message fits");
+        assert_eq!(log.lock_held_for(), None);
+        let error = log
+            .append(&mut message(4_096))
+            .expect_err("the record is larger than maxMessageSize");
+        assert!(matches!(error, AppendError::Record(_)), "{error}");
+        assert_eq!(log.lock_held_for(), None);
+    }
 }

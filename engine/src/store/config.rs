@@ -104,6 +104,12 @@ crate::properties_config! {
         max_transfer_count_on_message_in_disk: u32 = 8; "maxTransferCountOnMessageInDisk",
         /// Share of memory (%) counted as hot data for pull batching.
         access_message_in_memory_max_ratio: u32 = 40; "accessMessageInMemoryMaxRatio",
+        /// Record how far behind the commit log's end each group's pulls read (for
+        /// `disableConsumeIfConsumerReadSlowly`).
+        disk_fall_recorded: bool = true; "diskFallRecorded",
+        /// An append holding the commit-log lock longer than this (ms) means the page cache
+        /// is busy: sends are turned away until it lets go.
+        os_page_cache_busy_time_out_mills: u64 = 1_000; "osPageCacheBusyTimeOutMills",
         /// Default number of results of a query by key.
         default_query_max_num: u32 = 32; "defaultQueryMaxNum",
     }

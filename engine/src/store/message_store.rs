@@ -145,6 +145,10 @@ pub struct GetMessageResult {
     pub messages: Vec<Bytes>,
     /// Whether the data is old enough to read from a slave.
     pub suggest_pulling_from_slave: bool,
+    /// Bytes from the last record examined to the end of the commit log, when units were
+    /// read and `diskFallRecorded` is on: what the broker records as the group's fall-behind
+    /// (`recordDiskFallBehindSize`) for `protectBroker`.
+    pub disk_fall_behind: Option<u64>,
 }
 
 impl GetMessageResult {
@@ -361,6 +365,17 @@ impl MessageStore {
         self.finish_put(appended, wait_store_msg_ok).await
     }
 
+    /// Whether an append has held the commit-log lock longer than
+    /// `osPageCacheBusyTimeOutMills` (`isOSPageCacheBusy`): the page cache, or the disk under
+    /// it, is stalling writes, so sends are turned away until it lets go. Java reads the lock
+    /// time as `now - beginTimeInLock` with `beginTimeInLock = 0` meaning "not held", and needs
+    /// an upper bound (10,000,000 ms) to tell that case apart; here "not held" is explicit.
+    pub fn is_os_page_cache_busy(&self) -> bool {
+        self.commit_log.lock_held_for().is_some_and(|held| {
+            held.as_millis() > u128::from(self.config.os_page_cache_busy_time_out_mills)
+        })
+    }
+
     /// Whether queue entry `consume_offset` lies outside the hot-data window
     /// (`checkInDiskByConsumeOffset`); false when the entry does not exist.
     pub fn check_in_disk_by_consume_offset(
@@ -408,6 +423,12 @@ impl MessageStore {
             return Some(PutMessageResult::refused(
                 PutMessageStatus::ServiceNotAvailable,
                 "the message store is fenced after a failed disk sync",
+            ));
+        }
+        if self.is_os_page_cache_busy() {
+            return Some(PutMessageResult::refused(
+                PutMessageStatus::OsPageCacheBusy,
+                "an append has held the commit-log lock too long",
             ));
         }
         messages.iter().find_map(|message| {
@@ -516,6 +537,7 @@ impl MessageStore {
             max_offset: 0,
             messages: Vec::new(),
             suggest_pulling_from_slave: false,
+            disk_fall_behind: None,
         };
         let Some(queue) = self.find_consume_queue(topic, queue_id) else {
             return result;
@@ -604,6 +626,7 @@ impl MessageStore {
         result.status = status;
         result.next_begin_offset = offset + examined;
         let behind = (max_offset_py - max_phy_offset_pulling).max(0) as u64;
+        result.disk_fall_behind = self.config.disk_fall_recorded.then_some(behind);
         result.suggest_pulling_from_slave = behind > self.hot_data_window;
         result
     }
@@ -893,6 +916,19 @@ impl MessageStore {
                         rolled = true;
                         break;
                     }
+                    RecordCheck::Blank { size }
+                        if !(start + (position + size) as u64)
+                            .is_multiple_of(self.commit_log.mapped_file_queue().file_size()) =>
+                    {
+                        tracing::error!(
+                            offset = start + position as u64,
+                            size,
+                            "[BUG] BLANK record in the written commit log does not end its segment"
+                        );
+                        from = self.commit_log.roll_next_file(start + position as u64);
+                        rolled = true;
+                        break;
+                    }
                     RecordCheck::Blank { .. } => {
                         from = self.commit_log.roll_next_file(start + position as u64);
                         rolled = true;
@@ -1121,7 +1157,16 @@ impl MessageStore {
                 .commit_log
                 .scan_valid_records(start, check_crc, |_| async {})
                 .await?;
-            self.commit_log.truncate_to(end, false).await?;
+            // A clean shutdown leaves zeros after the end; anything else is debris from an
+            // earlier failure and is cut as after an abnormal exit.
+            let debris = self.commit_log.garbage_after(end);
+            if debris {
+                tracing::warn!(
+                    end,
+                    "bytes after the end of a cleanly shut down commit log; zeroing them"
+                );
+            }
+            self.commit_log.truncate_to(end, debris).await?;
             end
         } else {
             let start = recovery_start;

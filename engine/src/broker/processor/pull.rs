@@ -24,7 +24,10 @@
 //!    the answer is written on the request's connection with the request's opaque;
 //! 5. **commit-offset piggyback**: with the COMMIT_OFFSET flag, `commitOffset` is committed
 //!    for the group on a master whatever the read found — on the first run only, never on the
-//!    re-run of a held request (as Java).
+//!    re-run of a held request (as Java);
+//! 6. **fall-behind**: every read that examined consume-queue units records how far behind
+//!    the commit log's end the group reads ([`DiskFallBehindTable`]), for
+//!    [`crate::broker::protect`].
 //!
 //! Not done (Java does them, no client depends on them): the OFFSET_MOVED_EVENT record on
 //! PULL_OFFSET_MOVED, consume-message hooks and statistics.
@@ -38,6 +41,7 @@ use crate::broker::context::BrokerContext;
 use crate::broker::long_polling::{
     HOLD_TIMEOUT_MAX, LONG_POLLING_CHECK_INTERVAL, PullRequest, PullRequestHoldService,
 };
+use crate::broker::protect::DiskFallBehindTable;
 use crate::protocol::heartbeat::{EXPRESSION_TYPE_TAG, MessageModel, SubscriptionData};
 use crate::protocol::{MASTER_ID, perm};
 use crate::remoting::headers::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -262,6 +266,7 @@ struct PullPlan {
 pub struct PullMessageProcessor {
     context: Arc<BrokerContext>,
     hold: PullRequestHoldService,
+    disk_fall_behind: Arc<DiskFallBehindTable>,
 }
 
 impl PullMessageProcessor {
@@ -274,6 +279,7 @@ impl PullMessageProcessor {
         };
         Arc::new(Self {
             hold: PullRequestHoldService::new(context.store.clone(), check_interval),
+            disk_fall_behind: Arc::new(DiskFallBehindTable::new()),
             context,
         })
     }
@@ -281,6 +287,11 @@ impl PullMessageProcessor {
     /// The hold service (for tests and the simulator's invariant checks).
     pub fn hold_service(&self) -> &PullRequestHoldService {
         &self.hold
+    }
+
+    /// How far behind the commit log's end each group's pulls read, for `protectBroker`.
+    pub fn disk_fall_behind(&self) -> &Arc<DiskFallBehindTable> {
+        &self.disk_fall_behind
     }
 
     /// The listener for `MessageStore::set_arrival_listener`: wakes the held pulls of the
@@ -572,6 +583,14 @@ impl PullMessageProcessor {
             header.max_msg_nums,
             Some(filter),
         );
+        if let Some(fall_behind) = result.disk_fall_behind {
+            self.disk_fall_behind.record(
+                &header.consumer_group,
+                &header.topic,
+                header.queue_id,
+                fall_behind,
+            );
+        }
         // Java suggests `whichBrokerWhenConsumeSlowly` for data out of memory only with
         // `slaveReadEnable` (off by default, and not a ferrocket setting): always the master.
         let mut suggest_which_broker_id = MASTER_ID;

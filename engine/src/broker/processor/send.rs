@@ -36,6 +36,11 @@
 //! Half (transactional) messages are refused (NO_PERMISSION) until END_TRANSACTION and the
 //! check-back service exist: acknowledging them would lose them.
 //!
+//! Flow control: while the store's page cache is busy (an append has held the commit-log
+//! lock longer than `osPageCacheBusyTimeOutMills`), sends are turned away before they are
+//! queued (`reject_request`, `[REJECTREQUEST]`), and one already past that is refused by the
+//! store (OS_PAGECACHE_BUSY, `[PC_SYNCHRONIZED]`).
+//!
 //! Waiting for the disk: a single send's `WAIT` property is stripped from the stored record
 //! (as Java) and passed to the store separately, so `WAIT=false` sends are answered without
 //! waiting for SYNC_FLUSH; a batch keeps the outer properties, `WAIT` included, in every
@@ -114,6 +119,13 @@ impl RequestProcessor for SendMessageProcessor {
                 format!(" request type {code} not supported"),
             ))),
         }
+    }
+
+    /// Sends are turned away (`[REJECTREQUEST]`) while the store's page cache is busy, as
+    /// Java's `rejectRequest` (which also checks the transient store pool; ferrocket has
+    /// none).
+    fn reject_request(&self) -> bool {
+        self.context.store.is_os_page_cache_busy()
     }
 }
 

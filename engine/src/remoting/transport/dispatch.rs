@@ -9,9 +9,17 @@
 //!   `" request type <code> not supported"`, even for a oneway request (as Java);
 //! - the processor rejects (`reject_request`) → `SYSTEM_BUSY` `[REJECTREQUEST]…`;
 //! - the queue is full → `SYSTEM_BUSY` `[OVERLOAD]…` (not for oneway requests);
-//! - a request that waited in the queue longer than `queue_wait_max` → `SYSTEM_BUSY`
-//!   `[TIMEOUT_CLEAN_QUEUE]…`, the broker's fast-fail;
+//! - a request taken from the queue while the executor's `purge_when` check says busy (the
+//!   send executor: the store's page cache is busy) → `SYSTEM_BUSY` `[PCBUSY_CLEAN_QUEUE]…`;
+//! - a request that waited in the queue `queue_wait_max` or longer → `SYSTEM_BUSY`
+//!   `[TIMEOUT_CLEAN_QUEUE]…`;
 //! - a processor error or panic → `SYSTEM_ERROR` with a remark, never a dropped connection.
+//!
+//! `[PCBUSY_CLEAN_QUEUE]` and `[TIMEOUT_CLEAN_QUEUE]` are Java's `BrokerFastFailure`, which a
+//! separate thread applies to the queues every 10 ms; here each worker applies them to the
+//! request it takes, so a purged request is answered when a worker reaches it rather than
+//! within 10 ms. Both remarks are Java's, with the time the request waited and the number of
+//! requests still queued behind it.
 //!
 //! Every response gets the request's `opaque` and serialize type and the response flag; a
 //! oneway request is never answered by a processor.
@@ -83,25 +91,45 @@ impl From<HeaderError> for ProcessError {
     }
 }
 
+/// Says whether the requests an executor has queued should be answered `SYSTEM_BUSY` now
+/// instead of processed. Called once per request taken from the queue, so it must be cheap.
+pub type BusyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The executor of one processor.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecutorConfig {
     /// Requests processed at once.
     pub workers: usize,
     /// Requests that may wait; beyond this they are answered `SYSTEM_BUSY`.
     pub queue_capacity: usize,
-    /// A request that waited longer than this is answered `SYSTEM_BUSY` instead of being
+    /// A request that waited this long or longer is answered `SYSTEM_BUSY` instead of being
     /// processed (the broker's `[TIMEOUT_CLEAN_QUEUE]` fast-fail); `None` waits forever.
     pub queue_wait_max: Option<Duration>,
+    /// While this says busy, every request taken from the queue is answered `SYSTEM_BUSY`
+    /// instead of being processed (the broker's `[PCBUSY_CLEAN_QUEUE]` fast-fail of sends);
+    /// `None` never purges.
+    pub purge_when: Option<BusyCheck>,
+}
+
+impl fmt::Debug for ExecutorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorConfig")
+            .field("workers", &self.workers)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("queue_wait_max", &self.queue_wait_max)
+            .field("purge_when", &self.purge_when.is_some())
+            .finish()
+    }
 }
 
 impl ExecutorConfig {
-    /// `workers` workers and a queue of `queue_capacity`, no wait limit.
+    /// `workers` workers and a queue of `queue_capacity`, no wait limit, no purge.
     pub fn new(workers: usize, queue_capacity: usize) -> Self {
         Self {
             workers: workers.max(1),
             queue_capacity: queue_capacity.max(1),
             queue_wait_max: None,
+            purge_when: None,
         }
     }
 }
@@ -243,11 +271,15 @@ impl Dispatcher {
         let mut start_executor = |registration: Registration| -> usize {
             let (queue, receiver) = mpsc::channel::<Job>(registration.config.queue_capacity);
             let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+            let fast_fail = FastFail {
+                queue_wait_max: registration.config.queue_wait_max,
+                purge_when: registration.config.purge_when.clone(),
+            };
             for _ in 0..registration.config.workers {
                 workers.push(AbortOnDrop(tokio::spawn(work(
                     receiver.clone(),
                     registration.processor.clone(),
-                    registration.config.queue_wait_max,
+                    fast_fail.clone(),
                     clock.clone(),
                 ))));
             }
@@ -329,33 +361,57 @@ fn reply_now(channel: &Channel, response: RemotingCommand) {
     });
 }
 
+/// The fast-fail rules a worker applies to each request it takes from the queue.
+#[derive(Clone)]
+struct FastFail {
+    queue_wait_max: Option<Duration>,
+    purge_when: Option<BusyCheck>,
+}
+
+impl FastFail {
+    /// The `SYSTEM_BUSY` remark for a request that `waited` in the queue with `queue_len`
+    /// requests still behind it, or `None` to process it. As Java's `cleanExpiredRequest`,
+    /// the page-cache purge comes first, then the age limit (`behind >= maxWait`).
+    fn remark(&self, waited: Duration, queue_len: usize) -> Option<String> {
+        let cause = if self.purge_when.as_ref().is_some_and(|busy| busy()) {
+            "PCBUSY_CLEAN_QUEUE"
+        } else if self
+            .queue_wait_max
+            .is_some_and(|wait_max| waited >= wait_max)
+        {
+            "TIMEOUT_CLEAN_QUEUE"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "[{cause}]broker busy, start flow control for a while, period in queue: {}ms, size of queue: {queue_len}",
+            waited.as_millis()
+        ))
+    }
+}
+
 async fn work(
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     processor: Arc<dyn RequestProcessor>,
-    queue_wait_max: Option<Duration>,
+    fast_fail: FastFail,
     clock: SharedClock,
 ) {
     loop {
-        let job = {
+        let (job, queue_len) = {
             let mut receiver = receiver.lock().await;
             match receiver.recv().await {
-                Some(job) => job,
+                // Java reports the queue's size after taking the request out.
+                Some(job) => (job, receiver.len()),
                 None => return,
             }
         };
         let meta = RequestMeta::of(&job.request);
-        if let Some(wait_max) = queue_wait_max {
-            let waited = clock.instant().saturating_duration_since(job.enqueued_at);
-            if waited > wait_max {
-                if !meta.oneway {
-                    let remark = format!(
-                        "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue: {}ms",
-                        waited.as_millis()
-                    );
-                    send_reply(&job.channel, meta.reply(response_code::SYSTEM_BUSY, remark)).await;
-                }
-                continue;
+        let waited = clock.instant().saturating_duration_since(job.enqueued_at);
+        if let Some(remark) = fast_fail.remark(waited, queue_len) {
+            if !meta.oneway {
+                send_reply(&job.channel, meta.reply(response_code::SYSTEM_BUSY, remark)).await;
             }
+            continue;
         }
         let outcome = AssertUnwindSafe(processor.process(&job.channel, job.request))
             .catch_unwind()
@@ -384,5 +440,216 @@ async fn work(
 async fn send_reply(channel: &Channel, response: RemotingCommand) {
     if let Err(error) = channel.send(&response).await {
         tracing::debug!(peer = %channel.peer_addr(), %error, "could not write a response");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::StreamExt;
+    use tokio::sync::{Notify, Semaphore};
+    use tokio_util::codec::FramedRead;
+
+    use super::*;
+    use crate::clock::test_support::StepClock;
+    use crate::net::Connection;
+    use crate::remoting::RemotingCodec;
+
+    const CODE: i32 = 10;
+
+    /// A processor that answers SUCCESS once the test lets each request through, and says
+    /// when a request has reached it (so the test knows the worker is occupied).
+    struct Gate {
+        reached: Notify,
+        permits: Semaphore,
+        reject: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl RequestProcessor for Gate {
+        async fn process(
+            &self,
+            _channel: &Channel,
+            request: RemotingCommand,
+        ) -> Result<Option<RemotingCommand>, ProcessError> {
+            self.reached.notify_one();
+            self.permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed")
+                .forget();
+            Ok(Some(RemotingCommand::success_to(&request)))
+        }
+
+        fn reject_request(&self) -> bool {
+            self.reject.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Fixture {
+        clock: Arc<StepClock>,
+        gate: Arc<Gate>,
+        dispatcher: Arc<Dispatcher>,
+        channel: Channel,
+        peer: FramedRead<tokio::io::DuplexStream, RemotingCodec>,
+    }
+
+    /// One worker behind `config`'s rules, on a clock that moves only when told to.
+    fn fixture(configure: impl FnOnce(&mut ExecutorConfig)) -> Fixture {
+        let clock = StepClock::at(1_700_000_000_000);
+        let gate = Arc::new(Gate {
+            reached: Notify::new(),
+            permits: Semaphore::new(0),
+            reject: AtomicBool::new(false),
+        });
+        let mut config = ExecutorConfig::new(1, 16);
+        configure(&mut config);
+        let table = ProcessorTable::new().register(&[CODE], gate.clone(), config);
+        let dispatcher = Dispatcher::start(table, clock.clone());
+        let (broker_side, client_side) = tokio::io::duplex(1 << 16);
+        let connection = Connection {
+            stream: Box::new(broker_side),
+            local_addr: "127.0.0.1:10911".parse().expect("literal address"),
+            peer_addr: "127.0.0.1:5555".parse().expect("literal address"),
+        };
+        Fixture {
+            channel: Channel::start_for_test(connection, clock.clone()),
+            peer: FramedRead::new(client_side, RemotingCodec),
+            clock,
+            gate,
+            dispatcher,
+        }
+    }
+
+    impl Fixture {
+        fn send(&self, opaque: i32) {
+            let mut request = RemotingCommand::request(CODE);
+            request.opaque = opaque;
+            self.dispatcher.dispatch(&self.channel, request);
+        }
+
+        /// Sends request 1 and waits until the only worker is busy with it.
+        async fn occupy_the_worker(&self) {
+            self.send(1);
+            self.gate.reached.notified().await;
+        }
+
+        async fn answer(&mut self) -> (i32, i32, String) {
+            let response = self
+                .peer
+                .next()
+                .await
+                .expect("the connection is open")
+                .expect("the broker writes valid frames");
+            assert!(response.is_response());
+            (
+                response.opaque,
+                response.code,
+                response.remark.unwrap_or_default(),
+            )
+        }
+    }
+
+    fn java_remark(cause: &str, waited_ms: u64, queue_len: usize) -> String {
+        format!(
+            "[{cause}]broker busy, start flow control for a while, period in queue: {waited_ms}ms, size of queue: {queue_len}"
+        )
+    }
+
+    #[test]
+    fn the_age_limit_is_reached_at_the_limit_itself_as_javas_behind_ge_max_wait() {
+        let fast_fail = FastFail {
+            queue_wait_max: Some(Duration::from_millis(200)),
+            purge_when: None,
+        };
+        assert_eq!(fast_fail.remark(Duration::from_micros(199_999), 5), None);
+        assert_eq!(
+            fast_fail.remark(Duration::from_millis(200), 5),
+            Some(java_remark("TIMEOUT_CLEAN_QUEUE", 200, 5))
+        );
+        let no_limit = FastFail {
+            queue_wait_max: None,
+            purge_when: None,
+        };
+        assert_eq!(no_limit.remark(Duration::from_secs(3600), 0), None);
+    }
+
+    #[test]
+    fn the_page_cache_purge_comes_before_the_age_limit() {
+        let fast_fail = FastFail {
+            queue_wait_max: Some(Duration::from_millis(200)),
+            purge_when: Some(Arc::new(|| true)),
+        };
+        assert_eq!(
+            fast_fail.remark(Duration::from_millis(250), 2),
+            Some(java_remark("PCBUSY_CLEAN_QUEUE", 250, 2))
+        );
+        assert_eq!(
+            fast_fail.remark(Duration::ZERO, 0),
+            Some(java_remark("PCBUSY_CLEAN_QUEUE", 0, 0))
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_queued_past_the_wait_limit_are_answered_timeout_clean_queue() {
+        let mut f = fixture(|config| config.queue_wait_max = Some(Duration::from_millis(200)));
+        f.occupy_the_worker().await;
+        f.send(2);
+        f.send(3);
+        f.clock.advance(Duration::from_millis(250));
+        f.gate.permits.add_permits(1);
+
+        assert_eq!(f.answer().await, (1, response_code::SUCCESS, String::new()));
+        let busy = response_code::SYSTEM_BUSY;
+        let timeout = |queue_len| java_remark("TIMEOUT_CLEAN_QUEUE", 250, queue_len);
+        assert_eq!(f.answer().await, (2, busy, timeout(1)));
+        assert_eq!(f.answer().await, (3, busy, timeout(0)));
+
+        // A request that did not wait is processed.
+        f.send(4);
+        f.gate.permits.add_permits(1);
+        assert_eq!(f.answer().await, (4, response_code::SUCCESS, String::new()));
+    }
+
+    #[tokio::test]
+    async fn queued_requests_are_purged_pcbusy_clean_queue_while_the_check_says_busy() {
+        let busy = Arc::new(AtomicBool::new(false));
+        let check = busy.clone();
+        let mut f = fixture(|config| {
+            config.queue_wait_max = Some(Duration::from_millis(200));
+            config.purge_when = Some(Arc::new(move || check.load(Ordering::SeqCst)));
+        });
+        f.occupy_the_worker().await;
+        f.send(2);
+        f.send(3);
+        busy.store(true, Ordering::SeqCst);
+        f.clock.advance(Duration::from_millis(30));
+        f.gate.permits.add_permits(1);
+
+        assert_eq!(f.answer().await, (1, response_code::SUCCESS, String::new()));
+        let code = response_code::SYSTEM_BUSY;
+        let purged = |queue_len| java_remark("PCBUSY_CLEAN_QUEUE", 30, queue_len);
+        assert_eq!(f.answer().await, (2, code, purged(1)));
+        assert_eq!(f.answer().await, (3, code, purged(0)));
+
+        busy.store(false, Ordering::SeqCst);
+        f.send(4);
+        f.gate.permits.add_permits(1);
+        assert_eq!(f.answer().await, (4, response_code::SUCCESS, String::new()));
+    }
+
+    #[tokio::test]
+    async fn a_rejecting_processor_is_answered_rejectrequest_without_queueing() {
+        let mut f = fixture(|_| {});
+        f.gate.reject.store(true, Ordering::SeqCst);
+        f.send(1);
+        let remark = "[REJECTREQUEST]system busy, start flow control for a while".to_owned();
+        assert_eq!(f.answer().await, (1, response_code::SYSTEM_BUSY, remark));
+
+        f.gate.reject.store(false, Ordering::SeqCst);
+        f.send(2);
+        f.gate.permits.add_permits(1);
+        assert_eq!(f.answer().await, (2, response_code::SUCCESS, String::new()));
     }
 }

@@ -790,3 +790,70 @@ async fn a_bad_header_is_answered_with_the_field_named_never_a_panic() {
     h.suspend_timeout_millis = i64::MIN;
     assert!(f.pull(&h).await.is_none(), "held, expiring at once");
 }
+
+/// A pull records how far behind the commit log's end its group reads — from the last unit
+/// it examined, the one that filled the batch included (Java's `maxPhyOffsetPulling`) — and
+/// `protectBroker` then disables a group over the threshold, whose next pull is refused.
+#[tokio::test]
+async fn a_pull_records_its_fall_behind_and_protect_broker_disables_a_slow_group() {
+    let f = fixture(|broker, _| {
+        broker.disable_consume_if_consumer_read_slowly = true;
+        broker.consumer_fallbehind_threshold = 100;
+    })
+    .await;
+    f.put(&["A", "B", "C"]).await;
+    let store = &f.context.store;
+    let end = store.commit_log().max_offset();
+    let second = store
+        .commit_log_offset_in_queue(TOPIC, 0, 1)
+        .expect("the second message is in the queue") as u64;
+    let fall_behind = || f.processor.disk_fall_behind().fall_behind(GROUP, TOPIC, 0);
+
+    let mut one = header(0, SUB);
+    one.max_msg_nums = 1;
+    let response = f.pull(&one).await.expect("answered now");
+    assert_eq!(response.code, response_code::SUCCESS);
+    assert_eq!(fall_behind(), Some(end - second));
+    assert!(
+        end - second > 100,
+        "two records are more than the threshold"
+    );
+
+    let disabled =
+        crate::broker::protect::protect_broker(&f.context, f.processor.disk_fall_behind()).await;
+    assert_eq!(disabled, vec![GROUP]);
+    let error = f.pull_err(&header(1, SUB)).await;
+    assert_eq!(error.code, response_code::NO_PERMISSION);
+}
+
+#[tokio::test]
+async fn nothing_is_recorded_without_disk_fall_recorded_or_without_units_read() {
+    let f = fixture(|_, store| store.disk_fall_recorded = false).await;
+    f.put(&["A"]).await;
+    let response = f.pull(&header(0, SUB)).await.expect("answered now");
+    assert_eq!(response.code, response_code::SUCCESS);
+    assert_eq!(
+        f.processor.disk_fall_behind().fall_behind(GROUP, TOPIC, 0),
+        None
+    );
+
+    let f = fixture(|_, _| {}).await;
+    f.put(&["A"]).await;
+    // At the end of the queue no unit is read: Java records nothing either.
+    let response = f.pull(&header(1, SUB)).await.expect("answered now");
+    assert_eq!(response.code, response_code::PULL_NOT_FOUND);
+    assert_eq!(
+        f.processor.disk_fall_behind().fall_behind(GROUP, TOPIC, 0),
+        None
+    );
+    f.pull(&header(0, SUB)).await.expect("answered now");
+    let last = f
+        .context
+        .store
+        .commit_log_offset_in_queue(TOPIC, 0, 0)
+        .expect("stored") as u64;
+    assert_eq!(
+        f.processor.disk_fall_behind().fall_behind(GROUP, TOPIC, 0),
+        Some(f.context.store.commit_log().max_offset() - last)
+    );
+}

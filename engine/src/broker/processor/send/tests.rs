@@ -1,12 +1,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 
 use super::*;
 use crate::broker::config::BrokerConfig;
-use crate::broker::test_support::{TEST_WALL_MS, TestPeer, test_context};
+use crate::broker::test_support::{TEST_WALL_MS, TestPeer, test_context, test_context_with_clock};
+use crate::clock::test_support::StepClock;
 use crate::protocol::AUTO_CREATE_TOPIC;
 use crate::remoting::headers::SendMessageRequestHeaderV2;
 use crate::store::config::MessageStoreConfig;
@@ -954,4 +956,65 @@ async fn a_slave_answers_sends_service_not_available_and_send_backs_system_error
         response_code::SYSTEM_ERROR,
         "look message by offset failed, 0",
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flow control while the page cache is busy
+
+/// An append stalled inside the commit-log lock for more than `osPageCacheBusyTimeOutMills`
+/// makes the dispatcher turn sends away (`reject_request`), and a send already queued is
+/// refused by the store without waiting for the lock; once the append lets go, sends go
+/// through again.
+#[tokio::test]
+async fn sends_are_turned_away_while_an_append_holds_the_lock_past_the_busy_timeout() {
+    let clock = StepClock::at(TEST_WALL_MS);
+    let context = test_context_with_clock(clock.clone(), |_, _| {}).await;
+    let broker = Broker {
+        peer: TestPeer::connect(&context),
+        processor: SendMessageProcessor::new(context.clone()),
+        context,
+    };
+    assert!(!broker.processor.reject_request());
+
+    let stalled = broker
+        .context
+        .store
+        .commit_log()
+        .hold_append_lock_for_test();
+    clock.advance(Duration::from_millis(1_000));
+    assert!(
+        !broker.processor.reject_request(),
+        "a hold of exactly osPageCacheBusyTimeOutMills is not busy yet (Java: diff > 1000)"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert!(broker.context.store.is_os_page_cache_busy());
+    assert!(broker.processor.reject_request());
+    let response = broker.process(plain_request("TopicBusy", 0)).await;
+    assert_refused(
+        &response,
+        response_code::SYSTEM_ERROR,
+        "[PC_SYNCHRONIZED]broker busy, start flow control for a while",
+    );
+
+    drop(stalled);
+    assert!(!broker.processor.reject_request());
+    let response = broker.process(plain_request("TopicBusy", 0)).await;
+    assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
+}
+
+#[tokio::test]
+async fn the_busy_timeout_is_the_store_setting() {
+    let clock = StepClock::at(TEST_WALL_MS);
+    let context = test_context_with_clock(clock.clone(), |_, store| {
+        store.os_page_cache_busy_time_out_mills = 50;
+    })
+    .await;
+    let processor = SendMessageProcessor::new(context.clone());
+    let stalled = context.store.commit_log().hold_append_lock_for_test();
+    clock.advance(Duration::from_millis(50));
+    assert!(!processor.reject_request());
+    clock.advance(Duration::from_millis(1));
+    assert!(processor.reject_request());
+    drop(stalled);
+    assert!(!processor.reject_request());
 }
