@@ -92,6 +92,9 @@ pub async fn shutdown_signal() {
         match signal(SignalKind::terminate()) {
             Ok(mut terminate) => {
                 tokio::select! {
+                    // Fixed polling order: tokio's random order draws from an RNG outside the
+                    // simulator's control and would make simulated runs irreproducible.
+                    biased;
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate.recv() => {}
                 }

@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod remoting;
 pub mod rng;
 pub mod store;
+pub mod sync;
 
 /// What a process (or a simulated node) gives its components: time, network, disk and
 /// seeded randomness.

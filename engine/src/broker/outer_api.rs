@@ -258,6 +258,9 @@ pub async fn run_periodic_registration<Changed, ChangedFuture>(
             on_outcome(&addr, &outcome);
         }
         tokio::select! {
+            // Fixed polling order: tokio's random order draws from an RNG outside the
+            // simulator's control and would make simulated runs irreproducible.
+            biased;
             () = clock.sleep(schedule.period) => {}
             () = changed() => {}
         }

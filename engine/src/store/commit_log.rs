@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
 
 use super::mapped_file_queue::{MappedFile, MappedFileQueue};
 use super::message::{
@@ -36,6 +35,7 @@ use super::message::{
 };
 use crate::clock::{ClockExt, Instant, SharedClock};
 use crate::disk::{SharedDisk, join};
+use crate::sync::Progress;
 
 /// Why an append was refused. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +95,8 @@ pub struct CommitLog {
     clock: SharedClock,
     state: Mutex<AppendStateBox>,
     max_message_size: usize,
-    flushed: watch::Sender<u64>,
-    written: watch::Sender<u64>,
+    flushed: Progress,
+    written: Progress,
     fenced: AtomicBool,
     flushed_store_timestamp: AtomicI64,
     lock_timer: LockTimer,
@@ -189,8 +189,8 @@ impl CommitLog {
                 buffer: Vec::new(),
             })),
             max_message_size,
-            flushed: watch::Sender::new(0),
-            written: watch::Sender::new(0),
+            flushed: Progress::new(0),
+            written: Progress::new(0),
             fenced: AtomicBool::new(false),
             flushed_store_timestamp: AtomicI64::new(0),
         }
@@ -218,7 +218,7 @@ impl CommitLog {
 
     /// End of the durable records.
     pub fn flushed_offset(&self) -> u64 {
-        *self.flushed.borrow()
+        self.flushed.get()
     }
 
     /// Whether a failed sync has fenced the commit log.
@@ -323,8 +323,7 @@ impl CommitLog {
             topic_queue_table.insert(key, next_queue_offset + messages.len() as i64);
         }
         drop(guard);
-        self.written
-            .send_replace(wrote_offset + encoded.total as u64);
+        self.written.advance_to(wrote_offset + encoded.total as u64);
         let msg_id = encoded
             .offsets
             .iter()
@@ -389,18 +388,18 @@ impl CommitLog {
     /// Waits until the durable end reaches `end_offset`; `false` after `timeout` or when the
     /// commit log is fenced (the caller answers FLUSH_DISK_TIMEOUT).
     pub async fn wait_for_flush(&self, end_offset: u64, timeout: Duration) -> bool {
-        let mut flushed = self.flushed.subscribe();
-        let wait = flushed.wait_for(|&f| f >= end_offset || self.is_fenced());
+        let wait = self
+            .flushed
+            .wait_until(|flushed| flushed >= end_offset || self.is_fenced());
         match self.clock.timeout(timeout, wait).await {
-            Ok(Ok(flushed)) => *flushed >= end_offset && !self.is_fenced(),
-            _ => false,
+            Ok(flushed) => flushed >= end_offset && !self.is_fenced(),
+            Err(_) => false,
         }
     }
 
     /// Waits until the written end passes `offset` (the flush and reput services' wake-up).
     pub async fn wait_written_past(&self, offset: u64) {
-        let mut written = self.written.subscribe();
-        let _ = written.wait_for(|&w| w > offset).await;
+        self.written.wait_until(|written| written > offset).await;
     }
 
     /// Syncs what is written (whole when `least_pages` is 0); publishes the durable end. A
@@ -415,18 +414,14 @@ impl CommitLog {
                     self.flushed_store_timestamp
                         .fetch_max(store_timestamp, Ordering::AcqRel);
                 }
-                self.flushed.send_if_modified(|current| {
-                    let advanced = flushed > *current;
-                    *current = (*current).max(flushed);
-                    advanced
-                });
+                self.flushed.advance_to(flushed);
                 Ok(flushed)
             }
             Err(error) => {
                 tracing::error!(%error, "commit-log sync failed; fencing the store");
                 self.fenced.store(true, Ordering::Release);
                 // Wake waiters so they see the fence.
-                self.flushed.send_modify(|_| {});
+                self.flushed.wake();
                 Err(error)
             }
         }
@@ -583,8 +578,8 @@ impl CommitLog {
     pub async fn truncate_to(&self, end: u64, zero_tail: bool) -> io::Result<()> {
         self.queue.truncate_dirty_files(end, zero_tail).await?;
         let end = end.max(self.queue.min_offset());
-        self.flushed.send_replace(end);
-        self.written.send_replace(end);
+        self.flushed.set(end);
+        self.written.set(end);
         Ok(())
     }
 
@@ -592,7 +587,7 @@ impl CommitLog {
     /// durable end (see [`MappedFileQueue::sync_written`]).
     pub async fn sync_after_recovery(&self, start_index: usize) -> io::Result<()> {
         self.queue.sync_written(start_index).await?;
-        self.flushed.send_replace(self.queue.max_offset());
+        self.flushed.set(self.queue.max_offset());
         Ok(())
     }
 

@@ -351,6 +351,9 @@ impl PullMessageProcessor {
             let changed = self.hold.deadline_changed();
             let wake_at = self.hold.next_wake(last_check);
             tokio::select! {
+                // Fixed polling order: tokio's random order draws from an RNG outside the
+                // simulator's control and would make simulated runs irreproducible.
+                biased;
                 () = clock.sleep_until(wake_at) => {
                     self.check_hold_request();
                     last_check = clock.instant();

@@ -323,6 +323,9 @@ impl Channel {
                 }
             }
             tokio::select! {
+                // Fixed polling order: tokio's random order draws from an RNG outside the
+                // simulator's control and would make simulated runs irreproducible.
+                biased;
                 () = drained => {}
                 () = self.0.closed.cancelled() => return Err(self.closed_error()),
             }
@@ -391,6 +394,9 @@ impl Channel {
         let mut idle = self.0.clock.sleep_until(self.idle_deadline());
         loop {
             tokio::select! {
+                // Fixed polling order: tokio's random order draws from an RNG outside the
+                // simulator's control and would make simulated runs irreproducible.
+                biased;
                 () = self.0.closed.cancelled() => return,
                 () = &mut idle => {
                     let deadline = self.idle_deadline();
