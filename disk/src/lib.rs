@@ -38,7 +38,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ferrocket_engine::disk::{DirEntry, Disk, DiskSpace, PAGE_SIZE, Segment, SharedDisk};
+use ferrocket_engine::disk::{
+    DirEntry, Disk, DiskSpace, PAGE_SIZE, Segment, SharedDisk, normalize_path,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use memmap2::{MmapOptions, MmapRaw};
@@ -80,7 +82,7 @@ impl MmapDisk {
 
     /// The absolute location of a relative disk path, after validating it.
     fn resolve(&self, path: &str) -> io::Result<PathBuf> {
-        let path = normalize(path)?;
+        let path = normalize_path(path)?;
         if path.is_empty() {
             Ok(self.root.clone())
         } else {
@@ -90,7 +92,7 @@ impl MmapDisk {
 
     /// Like [`resolve`](Self::resolve) but refuses the root itself, for file operations.
     fn resolve_file(&self, path: &str) -> io::Result<PathBuf> {
-        if normalize(path)?.is_empty() {
+        if normalize_path(path)?.is_empty() {
             return Err(invalid_input(format!(
                 "{path:?} names the disk root, not a file"
             )));
@@ -110,7 +112,7 @@ impl MmapDisk {
 
 impl Disk for MmapDisk {
     fn open_segment(&self, path: &str, size: u64) -> io::Result<Arc<dyn Segment>> {
-        let rel = normalize(path)?;
+        let rel = normalize_path(path)?;
         let full = self.resolve_file(path)?;
         if size == 0 {
             return Err(invalid_input(format!("segment {rel} must not be empty")));
@@ -212,7 +214,7 @@ impl Disk for MmapDisk {
     }
 
     fn remove_dir_all(&self, dir: &str) -> io::Result<()> {
-        if normalize(dir)?.is_empty() {
+        if normalize_path(dir)?.is_empty() {
             return Err(invalid_input("refusing to remove the disk root"));
         }
         match fs::remove_dir_all(self.resolve(dir)?) {
@@ -447,24 +449,6 @@ where
     }
 }
 
-/// Checks a relative disk path and strips trailing slashes; `""` is the root.
-fn normalize(path: &str) -> io::Result<String> {
-    if path.starts_with('/') {
-        return Err(invalid_input(format!("path {path:?} must be relative")));
-    }
-    let trimmed = path.trim_end_matches('/');
-    if !trimmed.is_empty()
-        && trimmed
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == ".." || part.contains('\0'))
-    {
-        return Err(invalid_input(format!(
-            "path {path:?} has an empty, `.`, `..` or NUL component"
-        )));
-    }
-    Ok(trimmed.to_owned())
-}
-
 fn invalid_input(message: impl Into<String>) -> io::Error {
     io::Error::new(ErrorKind::InvalidInput, message.into())
 }
@@ -475,11 +459,14 @@ mod tests {
 
     #[test]
     fn normalize_accepts_relative_paths_and_rejects_escapes() {
-        assert_eq!(normalize("").unwrap(), "");
-        assert_eq!(normalize("store/commitlog/").unwrap(), "store/commitlog");
+        assert_eq!(normalize_path("").unwrap(), "");
+        assert_eq!(
+            normalize_path("store/commitlog/").unwrap(),
+            "store/commitlog"
+        );
         for bad in ["/etc", "a/../b", "./a", "a//b", "a/\0"] {
             assert_eq!(
-                normalize(bad).unwrap_err().kind(),
+                normalize_path(bad).unwrap_err().kind(),
                 ErrorKind::InvalidInput,
                 "{bad:?}"
             );

@@ -137,6 +137,27 @@ pub trait Disk: Send + Sync + Debug + 'static {
 /// The disk shared by every component of one process or simulated node.
 pub type SharedDisk = Arc<dyn Disk>;
 
+/// Checks a path as the Disk contract takes it — relative, `/`-separated, with no empty, `.`,
+/// `..` or NUL component — and strips trailing slashes; `""` is the root. Implementations
+/// call it on every path they are given.
+pub fn normalize_path(path: &str) -> io::Result<String> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    if path.starts_with('/') {
+        return Err(invalid(format!("path {path:?} must be relative")));
+    }
+    let trimmed = path.trim_end_matches('/');
+    if !trimmed.is_empty()
+        && trimmed
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == ".." || part.contains('\0'))
+    {
+        return Err(invalid(format!(
+            "path {path:?} has an empty, `.`, `..` or NUL component"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// Joins two relative path parts with `/`, ignoring an empty base.
 pub fn join(base: &str, name: &str) -> String {
     if base.is_empty() {

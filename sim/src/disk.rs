@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferrocket_engine::disk::{
-    DirEntry, Disk, DiskSpace, PAGE_SIZE, SECTOR_SIZE, Segment, SharedDisk,
+    DirEntry, Disk, DiskSpace, PAGE_SIZE, SECTOR_SIZE, Segment, SharedDisk, normalize_path,
 };
 use ferrocket_engine::rng::Rng;
 use futures::FutureExt;
@@ -771,7 +771,7 @@ impl Disk for SimDisk {
     }
 
     fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
-        let dir = normalize(dir)?;
+        let dir = normalize_path(dir)?;
         let state = self.inner.lock();
         let Some(id) = state.find(&split(&dir))? else {
             return Ok(Vec::new());
@@ -790,7 +790,7 @@ impl Disk for SimDisk {
     }
 
     fn create_dir_all(&self, dir: &str) -> io::Result<()> {
-        let dir = normalize(dir)?;
+        let dir = normalize_path(dir)?;
         let parts = split(&dir);
         let mut state = self.inner.lock();
         if let Some(id) = state.find(&parts)? {
@@ -807,7 +807,7 @@ impl Disk for SimDisk {
     }
 
     fn exists(&self, path: &str) -> io::Result<bool> {
-        let path = normalize(path)?;
+        let path = normalize_path(path)?;
         Ok(self.inner.lock().find(&split(&path))?.is_some())
     }
 
@@ -884,7 +884,7 @@ impl Disk for SimDisk {
     }
 
     fn remove_dir_all(&self, dir: &str) -> io::Result<()> {
-        let dir = normalize(dir)?;
+        let dir = normalize_path(dir)?;
         if dir.is_empty() {
             return Err(invalid_input("refusing to remove the disk root"));
         }
@@ -911,7 +911,7 @@ impl Disk for SimDisk {
     }
 
     fn sync_dir(&self, dir: &str) -> BoxFuture<'_, io::Result<()>> {
-        let dir = normalize(dir);
+        let dir = normalize_path(dir);
         async move {
             let dir = dir?;
             let (generation, latency) = {
@@ -1097,27 +1097,9 @@ impl Fnv {
     }
 }
 
-/// Checks a relative disk path and strips trailing slashes; `""` is the root.
-fn normalize(path: &str) -> io::Result<String> {
-    if path.starts_with('/') {
-        return Err(invalid_input(format!("path {path:?} must be relative")));
-    }
-    let trimmed = path.trim_end_matches('/');
-    if !trimmed.is_empty()
-        && trimmed
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == ".." || part.contains('\0'))
-    {
-        return Err(invalid_input(format!(
-            "path {path:?} has an empty, `.`, `..` or NUL component"
-        )));
-    }
-    Ok(trimmed.to_owned())
-}
-
 /// Like [`normalize`] but refuses the root, for file operations.
 fn normalize_file(path: &str) -> io::Result<String> {
-    let normalized = normalize(path)?;
+    let normalized = normalize_path(path)?;
     if normalized.is_empty() {
         return Err(invalid_input(format!(
             "{path:?} names the disk root, not a file"

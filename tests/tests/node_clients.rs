@@ -30,7 +30,7 @@ use ferrocket_tests::process::{
 use serde_json::Value;
 
 /// How many messages the producer sends.
-const MESSAGES: usize = 200;
+const MESSAGES: usize = 1000;
 /// When the test gives up on the producer process and kills it.
 const PRODUCE_MAX: Duration = Duration::from_secs(60);
 /// The consumer script's own bound: it stops after this many seconds even when messages are

@@ -94,6 +94,19 @@ impl EventSink {
         (Self { sender }, super::AbortOnDrop(task))
     }
 
+    /// [`start`](Self::start) when someone listens.
+    pub(crate) fn start_optional(
+        listener: Option<Arc<dyn ChannelEventListener>>,
+    ) -> (Option<Self>, Option<super::AbortOnDrop>) {
+        match listener {
+            Some(listener) => {
+                let (sink, task) = Self::start(listener);
+                (Some(sink), Some(task))
+            }
+            None => (None, None),
+        }
+    }
+
     fn emit(&self, channel: &Channel, event: ChannelEvent) {
         if self.sender.try_send((channel.clone(), event)).is_err() {
             tracing::warn!(peer = %channel.peer_addr(), "connection event queue full; event dropped");

@@ -95,13 +95,7 @@ impl RemotingClient {
         listener: Option<Arc<dyn ChannelEventListener>>,
     ) -> Self {
         let dispatcher = Dispatcher::start(processors, clock.clone());
-        let (events, events_task) = match listener {
-            Some(listener) => {
-                let (sink, task) = EventSink::start(listener);
-                (Some(sink), Some(task))
-            }
-            None => (None, None),
-        };
+        let (events, events_task) = EventSink::start_optional(listener);
         let name_servers = NameServers {
             // RocketMQ starts the round-robin at a random point in [0, 999).
             index: rng.below(999),

@@ -147,13 +147,7 @@ impl RemotingServer {
         let bound = net.bind(config.bind_addr).await?;
         let local_addr = bound.local_addr();
         let dispatcher = Dispatcher::start(processors, clock.clone());
-        let (events, events_task) = match listener {
-            Some(listener) => {
-                let (sink, task) = EventSink::start(listener);
-                (Some(sink), Some(task))
-            }
-            None => (None, None),
-        };
+        let (events, events_task) = EventSink::start_optional(listener);
         let channels: ChannelTable = Arc::default();
         let weak_channels = Arc::downgrade(&channels);
         let hooks = ChannelHooks {
