@@ -1,9 +1,12 @@
 //! Shared fixtures of the integration tests: request processors with known behaviour, used
 //! by the loopback tests (real TCP) and their simulated twins (madsim), and message-store
-//! fixtures ([`store`]), and the real binaries and client scripts as processes ([`process`]).
+//! fixtures ([`store`]), simulated name-server and broker nodes (`sim_broker`, madsim only),
+//! and the real binaries and client scripts as processes ([`process`]).
 
 #[cfg(not(madsim))]
 pub mod process;
+#[cfg(madsim)]
+pub mod sim_broker;
 pub mod store;
 
 use std::sync::Arc;

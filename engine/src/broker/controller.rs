@@ -1,8 +1,10 @@
 //! The broker's wiring (`BrokerController`): opens the store and the metadata tables, serves
 //! the request processors on the remoting server, runs the background services, and
 //! registers with the name servers — at start, every `registerNameServerPeriod`, and at once
-//! whenever the topic table changes. A clean shutdown unregisters, persists the tables and
-//! closes the store (removing its `abort` marker).
+//! whenever the topic table changes. A master also runs the schedule service, which delivers
+//! delayed messages and consumer retries when they are due. A clean shutdown unregisters,
+//! persists the tables (the schedule offsets too) and closes the store (removing its `abort`
+//! marker).
 //!
 //! Overload protection, as Java's `BrokerFastFailure` and `protectBroker`: sends are turned
 //! away while the store's page cache is busy (the send processor's `reject_request`) and,
@@ -35,7 +37,8 @@ use crate::remoting::transport::{
     AbortOnDrop, ClientConfig, ExecutorConfig, NettyServerConfig, ProcessorTable, RemotingClient,
     RemotingServer,
 };
-use crate::store::config::MessageStoreConfig;
+use crate::store::config::{BrokerRole, MessageStoreConfig};
+use crate::store::schedule::ScheduleMessageService;
 
 /// A running broker. See the module docs.
 pub struct BrokerController {
@@ -44,6 +47,8 @@ pub struct BrokerController {
     outer_api: BrokerOuterApi,
     identity: BrokerIdentity,
     tasks: Vec<AbortOnDrop>,
+    /// Delivers delayed messages; `None` on a slave (`handleScheduleMessageService`).
+    schedule: Option<Arc<ScheduleMessageService>>,
 }
 
 impl std::fmt::Debug for BrokerController {
@@ -173,6 +178,13 @@ impl BrokerController {
 
         context.store.set_arrival_listener(pull.arrival_listener());
         context.store.start();
+        let schedule = if context.store_config.broker_role == BrokerRole::Slave {
+            None
+        } else {
+            let schedule = ScheduleMessageService::load(&context.env, context.store.clone())?;
+            schedule.start();
+            Some(schedule)
+        };
 
         let client = Arc::new(RemotingClient::new(
             env.net.clone(),
@@ -215,6 +227,7 @@ impl BrokerController {
             outer_api,
             identity,
             tasks,
+            schedule,
         })
     }
 
@@ -244,6 +257,9 @@ impl BrokerController {
         self.context.consumer_offset_manager.persist().await?;
         self.context.topic_config_manager.persist().await?;
         self.context.subscription_group_manager.persist().await?;
+        if let Some(schedule) = self.schedule.take() {
+            schedule.shutdown().await?;
+        }
         self.context.store.shutdown().await?;
         tracing::info!("broker shut down cleanly");
         Ok(())

@@ -94,6 +94,8 @@ crate::properties_config! {
         disk_max_used_space_ratio: u32 = 75; "diskMaxUsedSpaceRatio",
         /// Delay levels 1..n.
         message_delay_level: String = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(); "messageDelayLevel",
+        /// How often the schedule service persists `config/delayOffset.json`, ms.
+        flush_delay_offset_interval: u64 = 10_000; "flushDelayOffsetInterval",
         /// Pull batch byte cap for data in memory.
         max_transfer_bytes_on_message_in_memory: u64 = 256 * 1024; "maxTransferBytesOnMessageInMemory",
         /// Pull batch count cap for data in memory.
