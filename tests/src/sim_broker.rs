@@ -97,6 +97,16 @@ pub fn start_broker(handle: &Handle, flush: FlushDiskType) -> (NodeId, Arc<SimDi
 }
 
 /// A remoting client for a client node.
+/// The node the simulated clients run on, `client-0` at 10.0.3.1.
+pub fn client_node(handle: &Handle) -> madsim::runtime::NodeHandle {
+    handle
+        .create_node()
+        .name("client-0")
+        .ip("10.0.3.1".parse().expect("literal address"))
+        .build()
+}
+
+/// A remoting client for the simulated client node.
 pub fn client() -> RemotingClient {
     RemotingClient::new(
         TokioNet::shared(),

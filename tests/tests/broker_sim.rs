@@ -13,8 +13,8 @@ use ferrocket_engine::store::config::FlushDiskType;
 use ferrocket_engine::store::message::decode_records;
 use ferrocket_sim::CrashKind;
 use ferrocket_tests::sim_broker::{
-    BROKER, bodies, client, pull_all, pull_request, send_eventually, send_request, start_broker,
-    start_namesrv,
+    BROKER, bodies, client, client_node, pull_all, pull_request, send_eventually, send_request,
+    start_broker, start_namesrv,
 };
 use madsim::runtime::Handle;
 use madsim::time::{Instant, sleep};
@@ -31,11 +31,7 @@ async fn held_pull_is_answered_within_milliseconds_of_a_send_and_at_its_timeout_
     let handle = Handle::current();
     start_namesrv(&handle);
     start_broker(&handle, FlushDiskType::AsyncFlush);
-    let client_node = handle
-        .create_node()
-        .name("client-0")
-        .ip("10.0.3.1".parse().unwrap())
-        .build();
+    let client_node = client_node(&handle);
     client_node
         .spawn(async move {
             let client = Arc::new(client());
@@ -100,11 +96,7 @@ async fn crash_and_recover(flush: FlushDiskType, kind: CrashKind) -> (Vec<String
     let handle = Handle::current();
     start_namesrv(&handle);
     let (broker, disk) = start_broker(&handle, flush);
-    let client_node = handle
-        .create_node()
-        .name("client-0")
-        .ip("10.0.3.1".parse().unwrap())
-        .build();
+    let client_node = client_node(&handle);
     client_node
         .spawn(async move {
             let client = client();

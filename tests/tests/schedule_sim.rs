@@ -14,8 +14,8 @@ use ferrocket_engine::store::message::{StoredMessage, property_key};
 use ferrocket_engine::store::metadata::DelayOffsetTable;
 use ferrocket_sim::SimDisk;
 use ferrocket_tests::sim_broker::{
-    BROKER, CONSUMER_GROUP, bodies, client, pull_all, send_eventually, send_request, start_broker,
-    start_namesrv,
+    BROKER, CONSUMER_GROUP, bodies, client, client_node, pull_all, send_eventually, send_request,
+    start_broker, start_namesrv,
 };
 use madsim::runtime::Handle;
 use madsim::time::{Instant, sleep};
@@ -51,11 +51,7 @@ async fn a_message_sent_with_delay_level_2_is_pullable_about_five_seconds_later_
     let handle = Handle::current();
     start_namesrv(&handle);
     let (_broker, disk) = start_broker(&handle, FlushDiskType::AsyncFlush);
-    let client_node = handle
-        .create_node()
-        .name("client-0")
-        .ip("10.0.3.1".parse().unwrap())
-        .build();
+    let client_node = client_node(&handle);
     client_node
         .spawn(async move {
             let client = client();
@@ -102,11 +98,7 @@ async fn a_consumer_send_back_reappears_in_the_retry_topic_after_level_3s_ten_se
     let handle = Handle::current();
     start_namesrv(&handle);
     start_broker(&handle, FlushDiskType::AsyncFlush);
-    let client_node = handle
-        .create_node()
-        .name("client-0")
-        .ip("10.0.3.1".parse().unwrap())
-        .build();
+    let client_node = client_node(&handle);
     client_node
         .spawn(async move {
             let client = client();

@@ -13,7 +13,7 @@ use crate::Env;
 use crate::clock::SharedClock;
 use crate::clock::test_support::TestClock;
 use crate::net::{Connection, Net};
-use crate::remoting::transport::{Channel, NettyServerConfig};
+use crate::remoting::transport::{Channel, NettyServerConfig, RequestProcessor};
 use crate::remoting::{RemotingCodec, RemotingCommand};
 use crate::rng::Rng;
 use crate::store::config::MessageStoreConfig;
@@ -76,6 +76,30 @@ pub(crate) async fn test_context_with_clock(
     BrokerContext::open(env, config, store_config, server_config, 1 << 30)
         .await
         .expect("the test broker opens")
+}
+
+/// A broker context, a processor over it made by `make`, and a client connection.
+pub(crate) async fn processor_fixture<P>(
+    make: impl FnOnce(Arc<BrokerContext>) -> P,
+) -> (Arc<BrokerContext>, P, TestPeer) {
+    let context = test_context(|_, _| {}).await;
+    let processor = make(context.clone());
+    let peer = TestPeer::connect(&context);
+    (context, processor, peer)
+}
+
+/// The processor's answer to `request` from `peer`, with a processing error answered as the
+/// dispatcher answers it.
+pub(crate) async fn respond(
+    processor: &dyn RequestProcessor,
+    peer: &TestPeer,
+    request: RemotingCommand,
+) -> RemotingCommand {
+    match processor.process(&peer.channel, request.clone()).await {
+        Ok(Some(response)) => response,
+        Ok(None) => panic!("the processor answers this request at once"),
+        Err(error) => RemotingCommand::error_to(&request, error.code, error.remark),
+    }
 }
 
 /// A client connection as the broker sees it, and the client's end of it.

@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::broker::client_manager::{ClientChannelInfo, ConsumerRegistration};
-use crate::broker::test_support::{TEST_WALL_MS, TestPeer, test_context};
+use crate::broker::test_support::{
+    TEST_WALL_MS, TestPeer, processor_fixture, respond, test_context,
+};
 use crate::clock::ClockExt;
 use crate::protocol::TopicConfigSerializeWrapper;
 use crate::remoting::LanguageCode;
@@ -22,24 +24,8 @@ use crate::store::metadata::{
     config_path,
 };
 
-async fn respond(
-    processor: &AdminBrokerProcessor,
-    peer: &TestPeer,
-    request: RemotingCommand,
-) -> RemotingCommand {
-    // Answer a processor error as the dispatcher does.
-    match processor.process(&peer.channel, request.clone()).await {
-        Ok(Some(response)) => response,
-        Ok(None) => panic!("the admin processor always answers"),
-        Err(error) => RemotingCommand::error_to(&request, error.code, error.remark),
-    }
-}
-
 async fn broker() -> (Arc<BrokerContext>, AdminBrokerProcessor, TestPeer) {
-    let context = test_context(|_, _| {}).await;
-    let processor = AdminBrokerProcessor::new(context.clone());
-    let peer = TestPeer::connect(&context);
-    (context, processor, peer)
+    processor_fixture(AdminBrokerProcessor::new).await
 }
 
 fn message(context: &BrokerContext, topic: &str, queue_id: i32) -> MessageInner {

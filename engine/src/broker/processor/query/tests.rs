@@ -7,30 +7,16 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::*;
-use crate::broker::test_support::{TEST_WALL_MS, TestPeer, test_context};
+use crate::broker::test_support::{
+    TEST_WALL_MS, TestPeer, processor_fixture, respond, test_context,
+};
 use crate::store::index::{build_key, index_key_hash};
 use crate::store::message::{
     MessageInner, decode_message_id, decode_records, encode_properties, property_key,
 };
 
-async fn respond(
-    processor: &QueryMessageProcessor,
-    peer: &TestPeer,
-    request: RemotingCommand,
-) -> RemotingCommand {
-    // Answer a processor error as the dispatcher does.
-    match processor.process(&peer.channel, request.clone()).await {
-        Ok(Some(response)) => response,
-        Ok(None) => panic!("the query processor always answers"),
-        Err(error) => RemotingCommand::error_to(&request, error.code, error.remark),
-    }
-}
-
 async fn broker() -> (Arc<BrokerContext>, QueryMessageProcessor, TestPeer) {
-    let context = test_context(|_, _| {}).await;
-    let processor = QueryMessageProcessor::new(context.clone());
-    let peer = TestPeer::connect(&context);
-    (context, processor, peer)
+    processor_fixture(QueryMessageProcessor::new).await
 }
 
 /// Stores a message of `topic` with `KEYS=keys` and `UNIQ_KEY=uniq_key`, and dispatches it
