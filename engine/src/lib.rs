@@ -12,6 +12,7 @@
 //! unseeded randomness.
 
 pub mod broker;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod disk;
