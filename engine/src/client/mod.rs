@@ -1,2 +1,12 @@
 //! The Rust RocketMQ client: producer, push and pull consumers, over the remoting protocol
 //! only — so it works against any RocketMQ 4.x broker, not just ferrocket's.
+
+pub mod allocate;
+pub mod api;
+pub mod compression;
+pub mod config;
+pub mod instance;
+pub mod latency;
+pub mod message_id;
+pub mod process_queue;
+pub mod publish_info;
