@@ -9,4 +9,5 @@ pub mod instance;
 pub mod latency;
 pub mod message_id;
 pub mod process_queue;
+pub mod producer;
 pub mod publish_info;
