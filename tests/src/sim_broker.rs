@@ -59,24 +59,36 @@ pub fn start_namesrv(handle: &Handle) -> NodeId {
 /// Starts the master broker node `broker-a-0` at [`BROKER`], registering with [`NAMESRV`];
 /// its SimDisk (returned) survives restarts.
 pub fn start_broker(handle: &Handle, flush: FlushDiskType) -> (NodeId, Arc<SimDisk>) {
+    start_broker_named(handle, "broker-a", "10.0.2.1", flush)
+}
+
+/// Starts the master of broker group `broker_name` as node `{broker_name}-0` at `ip`:10911,
+/// registering with [`NAMESRV`]; its SimDisk (returned) survives restarts.
+pub fn start_broker_named(
+    handle: &Handle,
+    broker_name: &'static str,
+    ip: &'static str,
+    flush: FlushDiskType,
+) -> (NodeId, Arc<SimDisk>) {
     let disk = SimDisk::new();
     let node_disk = disk.clone();
     let id = handle
         .create_node()
-        .name("broker-a-0")
-        .ip("10.0.2.1".parse().unwrap())
+        .name(format!("{broker_name}-0"))
+        .ip(ip.parse().expect("literal address"))
         .init(move || {
             let env = sim_env(&node_disk, 2);
             async move {
                 let config = BrokerConfig {
                     namesrv_addr: Some(NAMESRV.into()),
-                    broker_ip1: "10.0.2.1".into(),
-                    broker_ip2: "10.0.2.1".into(),
+                    broker_name: broker_name.into(),
+                    broker_ip1: ip.into(),
+                    broker_ip2: ip.into(),
                     ..BrokerConfig::default()
                 };
                 let server = NettyServerConfig {
                     listen_port: 10911,
-                    bind_address: "10.0.2.1".into(),
+                    bind_address: ip.into(),
                     ..NettyServerConfig::default()
                 };
                 let store = MessageStoreConfig {
@@ -96,7 +108,6 @@ pub fn start_broker(handle: &Handle, flush: FlushDiskType) -> (NodeId, Arc<SimDi
     (id, disk)
 }
 
-/// A remoting client for a client node.
 /// The node the simulated clients run on, `client-0` at 10.0.3.1.
 pub fn client_node(handle: &Handle) -> madsim::runtime::NodeHandle {
     handle
@@ -174,14 +185,26 @@ pub async fn send_eventually(client: &RemotingClient, request: RemotingCommand) 
     panic!("the broker never accepted a send");
 }
 
-/// Every message of `topic` queue `queue_id` from offset 0, pulling without suspension.
+/// Every message of `topic` queue `queue_id` on [`BROKER`] from offset 0, pulling without
+/// suspension.
 pub async fn pull_all(client: &RemotingClient, topic: &str, queue_id: i32) -> Vec<StoredMessage> {
+    pull_all_from(client, BROKER, topic, queue_id).await
+}
+
+/// Every message of `topic` queue `queue_id` on the broker at `addr` from offset 0, pulling
+/// without suspension.
+pub async fn pull_all_from(
+    client: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Vec<StoredMessage> {
     let mut messages = Vec::new();
     let mut offset = 0;
     loop {
         let response = client
             .invoke(
-                BROKER,
+                addr,
                 pull_request(topic, queue_id, offset, 0),
                 Duration::from_secs(5),
             )
