@@ -1,7 +1,7 @@
-//! The default producer under madsim against two broker groups: one broker's process is
-//! killed while the producer sends, later restarted. The retry of a failed send on the other
-//! broker keeps the producer available, and every message a send acknowledged is afterwards
-//! found on the broker that acknowledged it.
+//! The default producer under madsim against two broker groups sharing a topic: one
+//! broker's process is killed while the producer sends, later restarted. The retry of a
+//! failed send on the other broker keeps the producer available, and every message a send
+//! acknowledged is afterwards found on the broker that acknowledged it.
 #![cfg(madsim)]
 
 use std::collections::BTreeMap;
@@ -15,7 +15,8 @@ use ferrocket_engine::rng::Rng;
 use ferrocket_engine::store::config::FlushDiskType;
 use ferrocket_sim::{CrashKind, SimDisk};
 use ferrocket_tests::sim_broker::{
-    NAMESRV, bodies, client, client_node, pull_all_from, start_broker_named, start_namesrv,
+    NAMESRV, bodies, client, client_node, create_topic, pull_all_from, start_broker_named,
+    start_namesrv,
 };
 use ferrocket_tests::store::sim_env;
 use madsim::runtime::Handle;
@@ -28,7 +29,7 @@ const BROKER_B: &str = "10.0.2.2:10911";
 const SENDS_PER_PHASE: usize = 200;
 /// The pause between two sends.
 const SEND_INTERVAL: Duration = Duration::from_millis(50);
-/// The queues a topic auto-created from TBW102 gets on each broker.
+/// The topic's queues on each broker.
 const QUEUES_PER_BROKER: i32 = 4;
 
 /// What the producer saw: each acknowledged body with the broker that stored it, the sends
@@ -76,8 +77,13 @@ async fn a_killed_broker_costs_no_send_and_no_acknowledged_message() {
     let client_node = client_node(&handle);
     let (outcome, found) = client_node
         .spawn(async move {
-            // Both brokers register TBW102 before the first send.
-            sleep(Duration::from_secs(2)).await;
+            // The topic exists on both broker groups, as `mqadmin updateTopic -c` makes it: a
+            // topic auto-created from TBW102 lives only on the brokers that took a send
+            // before the producer's next route refresh.
+            let admin = client();
+            for addr in [BROKER_A, BROKER_B] {
+                create_topic(&admin, addr, TOPIC, QUEUES_PER_BROKER).await;
+            }
             let mut config = ProducerConfig::new("sim-pg", NAMESRV);
             config.client.client_ip = "10.0.3.1".into();
 
@@ -111,7 +117,7 @@ async fn a_killed_broker_costs_no_send_and_no_acknowledged_message() {
             send_phase(&producer, "after", &mut outcome).await;
             producer.shutdown().await;
 
-            let reader = client();
+            let reader = admin;
             let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for (broker_name, addr) in [("broker-a", BROKER_A), ("broker-b", BROKER_B)] {
                 for queue_id in 0..QUEUES_PER_BROKER {
