@@ -777,6 +777,24 @@ impl ClientInstance {
         })
     }
 
+    /// `find(self)`, and when it finds nothing, `find(self)` again after one refresh of
+    /// `topic`'s route: how Java's offset store (`fetchConsumeOffsetFromBroker`), pull
+    /// (`pullKernelImpl`) and admin calls (`MQAdminImpl.maxOffset`) look up a broker. A
+    /// failed refresh is logged and leaves the answer `None`, as Java's swallowed refresh.
+    pub async fn find_with_route_refresh<T>(
+        &self,
+        topic: &str,
+        find: impl Fn(&Self) -> Option<T>,
+    ) -> Option<T> {
+        if let Some(found) = find(self) {
+            return Some(found);
+        }
+        if let Err(error) = self.update_topic_route(topic).await {
+            tracing::warn!(topic, %error, "route refresh for a broker lookup failed");
+        }
+        find(self)
+    }
+
     /// The first address of `broker_name`, by id (`findBrokerAddressInAdmin`).
     pub fn find_broker_address_in_admin(&self, broker_name: &str) -> Option<FindBrokerResult> {
         let tables = self.lock_tables();

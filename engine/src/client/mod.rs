@@ -8,6 +8,8 @@ pub mod config;
 pub mod instance;
 pub mod latency;
 pub mod message_id;
+pub mod offset_store;
 pub mod process_queue;
 pub mod producer;
 pub mod publish_info;
+pub mod pull_consumer;

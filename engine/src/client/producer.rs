@@ -351,9 +351,19 @@ fn client_error_response_code(error: &ClientError) -> Option<i32> {
     }
 }
 
-/// Checks a producer group (`checkConfig`): legal as `Validators.checkGroup` says, and not
+/// Checks a producer group (`checkConfig`): legal as [`check_group_name`] says, and not
 /// [`DEFAULT_PRODUCER_GROUP`].
 pub fn check_group(group: &str) -> Result<(), GroupNameError> {
+    check_group_name(group)?;
+    if group == DEFAULT_PRODUCER_GROUP {
+        return Err(GroupNameError::Reserved);
+    }
+    Ok(())
+}
+
+/// Checks any group name, producer's or consumer's (`Validators.checkGroup`): not blank, only
+/// `[%|a-zA-Z0-9_-]`, at most [`GROUP_NAME_LENGTH_MAX`] characters.
+pub fn check_group_name(group: &str) -> Result<(), GroupNameError> {
     // Groups follow the topic character rule with a longer limit: a topic-length refusal
     // means the characters were fine.
     match validate_topic(group) {
@@ -365,9 +375,6 @@ pub fn check_group(group: &str) -> Result<(), GroupNameError> {
     }
     if group.len() > GROUP_NAME_LENGTH_MAX {
         return Err(GroupNameError::TooLong);
-    }
-    if group == DEFAULT_PRODUCER_GROUP {
-        return Err(GroupNameError::Reserved);
     }
     Ok(())
 }

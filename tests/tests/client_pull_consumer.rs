@@ -1,0 +1,237 @@
+//! The pull consumer against the real binaries over TCP: the default producer sends 100
+//! messages tagged TagA and TagB in turn to a new topic; a pull consumer fetches the topic's
+//! queues and pulls everything with "TagA", getting exactly the 50 TagA messages once each;
+//! the offsets it records are committed at shutdown and read back from the broker by a new
+//! consumer of the same group; a blocking pull at the end of a queue returns as soon as a
+//! message arrives, and with NO_NEW_MSG when none does.
+//!
+//! Build the binaries first: `cargo build --bins`.
+#![cfg(not(madsim))]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrocket_engine::Env;
+use ferrocket_engine::client::api::PullStatus;
+use ferrocket_engine::client::instance::ClientInstanceRegistry;
+use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
+use ferrocket_engine::client::pull_consumer::{DefaultMqPullConsumer, PullConsumerConfig};
+use ferrocket_engine::protocol::heartbeat::MessageQueue;
+use ferrocket_engine::rng::Rng;
+use ferrocket_net::{SystemClock, TokioNet};
+use ferrocket_sim::SimDisk;
+use ferrocket_tests::process::{ServerProcess, start_broker, start_namesrv, wait_for_route};
+
+const TOPIC: &str = "PullConsumerTopic";
+const GROUP: &str = "pull_test_cg";
+const MESSAGE_COUNT: usize = 100;
+/// Pulls per queue before the test gives up on reaching its end.
+const PULLS_PER_QUEUE_MAX: usize = 100;
+/// How long a oneway offset commit may take to become readable.
+const EVENTUALLY_MAX: Duration = Duration::from_secs(5);
+
+#[test]
+fn pull_consumer_filters_tags_persists_offsets_and_long_polls() {
+    let namesrv_home = tempfile::tempdir().unwrap();
+    let broker_home = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(namesrv_home.path());
+    let broker = start_broker(broker_home.path(), namesrv.addr, None, "");
+    wait_for_route(namesrv.addr, "TBW102");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the scenario");
+    runtime.block_on(scenario(&namesrv, &broker));
+}
+
+fn env() -> Env {
+    Env {
+        clock: SystemClock::shared(),
+        net: TokioNet::shared(),
+        disk: SimDisk::new().shared(),
+        rng: Rng::shared(37),
+    }
+}
+
+/// A consumer of [`GROUP`] on its own client instance, named `instance`.
+fn consumer(
+    registry: &Arc<ClientInstanceRegistry>,
+    namesrv: &ServerProcess,
+    instance: &str,
+    broker_suspend_max_time: Duration,
+) -> DefaultMqPullConsumer {
+    let mut config = PullConsumerConfig::new(GROUP, namesrv.addr.to_string());
+    config.broker_suspend_max_time = broker_suspend_max_time;
+    config
+        .client
+        .change_instance_name_to_pid(format!("{}#{instance}", std::process::id()));
+    DefaultMqPullConsumer::new(&env(), registry.clone(), config)
+}
+
+async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
+    let logs = || {
+        format!(
+            "--- mqnamesrv\n{}\n--- mqbroker\n{}",
+            namesrv.log_text(),
+            broker.log_text()
+        )
+    };
+    let registry = Arc::new(ClientInstanceRegistry::new());
+    let mut producer_config = ProducerConfig::new("pull_test_pg", namesrv.addr.to_string());
+    producer_config
+        .client
+        .change_instance_name_to_pid(format!("{}#pull-test-producer", std::process::id()));
+    let producer = Arc::new(DefaultMqProducer::new(
+        &env(),
+        registry.clone(),
+        producer_config,
+    ));
+    producer.start().await.unwrap();
+
+    let mut tag_a_bodies = BTreeSet::new();
+    for i in 0..MESSAGE_COUNT {
+        let tag = if i % 2 == 0 { "TagA" } else { "TagB" };
+        let body = Bytes::from(format!("{tag}-{i}"));
+        let mut message = Message::new(TOPIC, body.clone()).with_tags(tag);
+        producer
+            .send(&mut message)
+            .await
+            .unwrap_or_else(|e| panic!("send {i}: {e}\n{}", logs()));
+        if tag == "TagA" {
+            tag_a_bodies.insert(body);
+        }
+    }
+
+    // Pull every queue to its end with "TagA".
+    let first = consumer(
+        &registry,
+        namesrv,
+        "pull-consumer-1",
+        Duration::from_secs(20),
+    );
+    first.start().await.unwrap();
+    let queues = first.fetch_subscribe_message_queues(TOPIC).await.unwrap();
+    assert_eq!(queues.len(), 4, "an auto-created topic has 4 queues");
+    let mut pulled: BTreeMap<Bytes, usize> = BTreeMap::new();
+    let mut end_offsets: BTreeMap<MessageQueue, i64> = BTreeMap::new();
+    for queue in &queues {
+        let mut offset = 0;
+        for _ in 0..PULLS_PER_QUEUE_MAX {
+            let result = first.pull(queue, "TagA", offset, 32).await.unwrap();
+            match result.status {
+                PullStatus::Found | PullStatus::NoMatchedMsg => {}
+                PullStatus::NoNewMsg => break,
+                PullStatus::OffsetIllegal => panic!("offset {offset} of {queue:?} illegal"),
+            }
+            for message in &result.messages {
+                assert_eq!(message.tags(), Some("TagA"), "{message:?}");
+                *pulled
+                    .entry(message.body.clone().unwrap_or_default())
+                    .or_default() += 1;
+            }
+            offset = result.next_begin_offset;
+        }
+        assert_eq!(
+            offset,
+            first.max_offset(queue).await.unwrap(),
+            "{queue:?} read to its end"
+        );
+        end_offsets.insert(queue.clone(), offset);
+    }
+    assert_eq!(pulled.len(), MESSAGE_COUNT / 2);
+    assert!(
+        pulled.values().all(|count| *count == 1),
+        "each once: {pulled:?}"
+    );
+    assert_eq!(
+        pulled.keys().cloned().collect::<BTreeSet<_>>(),
+        tag_a_bodies
+    );
+
+    // Offsets recorded, committed at shutdown, read back by a new consumer of the group.
+    for (queue, offset) in &end_offsets {
+        first.update_consume_offset(queue, *offset).unwrap();
+        assert_eq!(
+            first.fetch_consume_offset(queue, false).await.unwrap(),
+            Some(*offset)
+        );
+    }
+    first.shutdown().await;
+    let second = consumer(
+        &registry,
+        namesrv,
+        "pull-consumer-2",
+        Duration::from_secs(20),
+    );
+    second.start().await.unwrap();
+    for (queue, offset) in &end_offsets {
+        let deadline = Instant::now() + EVENTUALLY_MAX;
+        loop {
+            let stored = second.fetch_consume_offset(queue, true).await.unwrap();
+            if stored == Some(*offset) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue:?}: stored {stored:?}, committed {offset}\n{}",
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // At the end of a queue a plain pull finds nothing; a blocking one returns as soon as a
+    // message arrives, long before the broker's 20 s hold ends.
+    let queue = queues.first().unwrap().clone();
+    let end = end_offsets[&queue];
+    let result = second.pull(&queue, "TagA", end, 32).await.unwrap();
+    assert_eq!(result.status, PullStatus::NoNewMsg);
+    let sender = {
+        let (producer, queue) = (producer.clone(), queue.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut message = Message::new(TOPIC, "late").with_tags("TagA");
+            producer.send_to_queue(&mut message, &queue).await.unwrap();
+        })
+    };
+    let begin = Instant::now();
+    let result = second
+        .pull_block_if_not_found(&queue, "TagA", end, 32)
+        .await
+        .unwrap();
+    let waited = begin.elapsed();
+    sender.await.unwrap();
+    assert_eq!(result.status, PullStatus::Found, "{result:?}");
+    assert_eq!(result.messages.len(), 1);
+    assert_eq!(result.messages[0].body.as_deref(), Some(&b"late"[..]));
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(10),
+        "held until the send, not the suspend timeout: {waited:?}"
+    );
+    second.shutdown().await;
+
+    // With nothing arriving, a blocking pull ends with NO_NEW_MSG after the broker's hold.
+    let third = consumer(
+        &registry,
+        namesrv,
+        "pull-consumer-3",
+        Duration::from_secs(2),
+    );
+    third.start().await.unwrap();
+    let begin = Instant::now();
+    let result = third
+        .pull_block_if_not_found(&queue, "TagA", end + 1, 32)
+        .await
+        .unwrap();
+    let waited = begin.elapsed();
+    assert_eq!(result.status, PullStatus::NoNewMsg, "{result:?}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(15),
+        "held for about the 2 s suspend time: {waited:?}"
+    );
+    third.shutdown().await;
+    producer.shutdown().await;
+}
