@@ -13,3 +13,4 @@ pub mod process_queue;
 pub mod producer;
 pub mod publish_info;
 pub mod pull_consumer;
+pub mod rebalance;
