@@ -1,8 +1,11 @@
 //! Shared fixtures of the integration tests: request processors with known behaviour, used
 //! by the loopback tests (real TCP) and their simulated twins (madsim), and message-store
 //! fixtures ([`store`]), simulated name-server and broker nodes (`sim_broker`, madsim only),
-//! and the real binaries and client scripts as processes ([`process`]).
+//! the real binaries and client scripts as processes ([`process`]), and the fixtures of the
+//! client tests against those binaries ([`client`]).
 
+#[cfg(not(madsim))]
+pub mod client;
 #[cfg(not(madsim))]
 pub mod process;
 #[cfg(madsim)]

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrocket_engine::Env;
 use ferrocket_engine::client::api::{ClientError, MqClientApi, PullStatus, SendStatus};
 use ferrocket_engine::client::config::ClientConfig;
 use ferrocket_engine::client::instance::{
@@ -32,18 +31,15 @@ use ferrocket_engine::protocol::heartbeat::{
     MessageQueue, ProducerData, SubscriptionData,
 };
 use ferrocket_engine::remoting::headers::{
-    EndTransactionRequestHeader, NotifyConsumerIdsChangedRequestHeader, PullMessageRequestHeader,
+    EndTransactionRequestHeader, NotifyConsumerIdsChangedRequestHeader,
     QueryConsumerOffsetRequestHeader, SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use ferrocket_engine::remoting::transport::RemotingClient;
 use ferrocket_engine::remoting::transport::{Channel, ProcessError};
 use ferrocket_engine::remoting::transport::{ClientConfig as RemotingConfig, ProcessorTable};
 use ferrocket_engine::remoting::{LanguageCode, RemotingCommand, request_code, response_code};
-use ferrocket_engine::rng::Rng;
 use ferrocket_engine::store::message::{BatchItem, encode_properties, property_key};
-use ferrocket_net::{SystemClock, TokioNet};
-use ferrocket_sim::SimDisk;
-use ferrocket_tests::process::{ServerProcess, start_broker, start_namesrv, wait_for_route};
+use ferrocket_tests::client::{Cluster, client_env, pull_header, runtime};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a condition that depends on the broker's background work may take.
@@ -52,68 +48,9 @@ const EVENTUALLY_MAX: Duration = Duration::from_secs(15);
 const V4_9_8: i32 = 409;
 
 /// A name server and a broker, with their homes; both are killed when this is dropped.
-struct Cluster {
-    _namesrv_home: tempfile::TempDir,
-    _broker_home: tempfile::TempDir,
-    namesrv: ServerProcess,
-    broker: ServerProcess,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let namesrv_home = tempfile::tempdir().unwrap();
-        let broker_home = tempfile::tempdir().unwrap();
-        let namesrv = start_namesrv(namesrv_home.path());
-        let broker = start_broker(
-            broker_home.path(),
-            namesrv.addr,
-            None,
-            "accessMessageInMemoryMaxRatio=0",
-        );
-        wait_for_route(namesrv.addr, "TBW102");
-        Self {
-            _namesrv_home: namesrv_home,
-            _broker_home: broker_home,
-            namesrv,
-            broker,
-        }
-    }
-
-    fn broker_addr(&self) -> String {
-        self.broker.addr.to_string()
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "--- mqnamesrv\n{}\n--- mqbroker\n{}",
-            self.namesrv.log_text(),
-            self.broker.log_text()
-        )
-    }
-}
-
-/// The runtime a scenario runs on (the cluster is started outside it: its route probe runs
-/// a runtime of its own).
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime for the scenario")
-}
-
-fn env(seed: u64) -> Env {
-    Env {
-        clock: SystemClock::shared(),
-        net: TokioNet::shared(),
-        disk: SimDisk::new().shared(),
-        rng: Rng::shared(seed),
-    }
-}
-
 /// An API over a fresh remoting client of its own, knowing `namesrv`.
 fn api(namesrv: &str, seed: u64) -> MqClientApi {
-    let env = env(seed);
+    let env = client_env(seed);
     let remoting = Arc::new(RemotingClient::new(
         env.net,
         env.clock,
@@ -182,24 +119,6 @@ fn send_header(topic: &str, queue_id: i32, properties: String) -> SendMessageReq
     }
 }
 
-/// A pull that carries its subscription (`*`) and does not wait.
-fn pull_header(topic: &str, queue_id: i32, queue_offset: i64) -> PullMessageRequestHeader {
-    PullMessageRequestHeader {
-        consumer_group: "cg".into(),
-        topic: topic.into(),
-        queue_id,
-        queue_offset,
-        max_msg_nums: 32,
-        sys_flag: 0x4,
-        commit_offset: 0,
-        suspend_timeout_millis: 0,
-        subscription: Some("*".into()),
-        sub_version: 0,
-        expression_type: Some("TAG".into()),
-        broker_name: None,
-    }
-}
-
 fn offset_query(topic: &str, queue_id: i32) -> QueryConsumerOffsetRequestHeader {
     QueryConsumerOffsetRequestHeader {
         consumer_group: "cg".into(),
@@ -247,7 +166,7 @@ fn consumer_data(group: &str, topic: &str) -> ConsumerData {
 
 #[test]
 fn every_client_api_call_is_answered_by_mqnamesrv_and_mqbroker() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start("accessMessageInMemoryMaxRatio=0");
     runtime().block_on(every_client_api_call(&cluster));
 }
 
@@ -591,7 +510,7 @@ impl MqConsumerInner for TestConsumer {
 
 #[test]
 fn client_instance_finds_a_new_topic_through_tbw102_heartbeats_and_unregisters() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start("accessMessageInMemoryMaxRatio=0");
     runtime().block_on(client_instance_lifecycle(&cluster));
 }
 
@@ -611,7 +530,7 @@ async fn client_instance_lifecycle(cluster: &Cluster) {
         &[request_code::NOTIFY_CONSUMER_IDS_CHANGED],
         notified.clone(),
     );
-    let instance = registry.get_or_create(&env(21), &config, processors);
+    let instance = registry.get_or_create(&client_env(21), &config, processors);
     assert_eq!(
         instance.client_id(),
         format!("127.0.0.1@{}#instance-test", std::process::id())

@@ -13,19 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrocket_engine::Env;
 use ferrocket_engine::client::api::{PullStatus, SendStatus};
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
 use ferrocket_engine::client::producer::{
     DefaultMqProducer, Message, MessageError, ProducerConfig, ProducerError,
 };
-use ferrocket_engine::remoting::headers::PullMessageRequestHeader;
 use ferrocket_engine::remoting::response_code;
-use ferrocket_engine::rng::Rng;
 use ferrocket_engine::store::message::property_key;
-use ferrocket_net::{SystemClock, TokioNet};
-use ferrocket_sim::SimDisk;
-use ferrocket_tests::process::{ServerProcess, start_broker, start_namesrv, wait_for_route};
+use ferrocket_tests::client::{Cluster, client_env, pull_header, runtime};
 
 const TOPIC: &str = "ProducerTopic";
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -43,23 +38,6 @@ fn large_body() -> Bytes {
         .collect()
 }
 
-fn pull_header(queue_id: i32, queue_offset: i64) -> PullMessageRequestHeader {
-    PullMessageRequestHeader {
-        consumer_group: "cg".into(),
-        topic: TOPIC.into(),
-        queue_id,
-        queue_offset,
-        max_msg_nums: 32,
-        sys_flag: 0x4,
-        commit_offset: 0,
-        suspend_timeout_millis: 0,
-        subscription: Some("*".into()),
-        sub_version: 0,
-        expression_type: Some("TAG".into()),
-        broker_name: None,
-    }
-}
-
 /// One pulled message: its queue, offset, body and `UNIQ_KEY`.
 #[derive(Debug, Clone)]
 struct Pulled {
@@ -73,34 +51,14 @@ struct Pulled {
 
 #[test]
 fn producer_sends_sync_oneway_batch_ordered_and_compressed_messages_exactly_once() {
-    let namesrv_home = tempfile::tempdir().unwrap();
-    let broker_home = tempfile::tempdir().unwrap();
-    let namesrv = start_namesrv(namesrv_home.path());
-    let broker = start_broker(broker_home.path(), namesrv.addr, None, "");
-    wait_for_route(namesrv.addr, "TBW102");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime for the scenario");
-    runtime.block_on(scenario(&namesrv, &broker));
+    let cluster = Cluster::start("");
+    runtime().block_on(scenario(&cluster));
 }
 
-async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
-    let logs = || {
-        format!(
-            "--- mqnamesrv\n{}\n--- mqbroker\n{}",
-            namesrv.log_text(),
-            broker.log_text()
-        )
-    };
-    let env = Env {
-        clock: SystemClock::shared(),
-        net: TokioNet::shared(),
-        disk: SimDisk::new().shared(),
-        rng: Rng::shared(31),
-    };
-    let mut config = ProducerConfig::new("producer_test_pg", namesrv.addr.to_string());
+async fn scenario(cluster: &Cluster) {
+    let logs = || cluster.logs();
+    let env = client_env(31);
+    let mut config = ProducerConfig::new("producer_test_pg", cluster.namesrv_addr().to_string());
     config
         .client
         .change_instance_name_to_pid(format!("{}#producer-test", std::process::id()));
@@ -187,7 +145,7 @@ async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
 
     // Pull every queue until everything expected has arrived (oneway sends may lag).
     let api = producer.instance().unwrap().api().clone();
-    let broker_addr = broker.addr.to_string();
+    let broker_addr = cluster.broker_addr();
     let deadline = Instant::now() + EVENTUALLY_MAX;
     let pulled = loop {
         let mut pulled = Vec::new();
@@ -195,7 +153,7 @@ async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
             let mut offset = 0;
             loop {
                 let result = api
-                    .pull_message(&broker_addr, &pull_header(queue_id, offset), TIMEOUT)
+                    .pull_message(&broker_addr, &pull_header(TOPIC, queue_id, offset), TIMEOUT)
                     .await
                     .unwrap();
                 if result.status != PullStatus::Found {

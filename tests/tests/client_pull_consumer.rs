@@ -13,79 +13,52 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrocket_engine::Env;
 use ferrocket_engine::client::api::PullStatus;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
 use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
 use ferrocket_engine::client::pull_consumer::{DefaultMqPullConsumer, PullConsumerConfig};
 use ferrocket_engine::protocol::heartbeat::MessageQueue;
-use ferrocket_engine::rng::Rng;
-use ferrocket_net::{SystemClock, TokioNet};
-use ferrocket_sim::SimDisk;
-use ferrocket_tests::process::{ServerProcess, start_broker, start_namesrv, wait_for_route};
+use ferrocket_tests::client::{Cluster, client_env, runtime};
 
 const TOPIC: &str = "PullConsumerTopic";
 const GROUP: &str = "pull_test_cg";
 const MESSAGE_COUNT: usize = 100;
 /// Pulls per queue before the test gives up on reaching its end.
 const PULLS_PER_QUEUE_MAX: usize = 100;
-/// How long a oneway offset commit may take to become readable.
+/// How long a new topic's route or a oneway offset commit may take to become readable.
 const EVENTUALLY_MAX: Duration = Duration::from_secs(5);
 
 #[test]
 fn pull_consumer_filters_tags_persists_offsets_and_long_polls() {
-    let namesrv_home = tempfile::tempdir().unwrap();
-    let broker_home = tempfile::tempdir().unwrap();
-    let namesrv = start_namesrv(namesrv_home.path());
-    let broker = start_broker(broker_home.path(), namesrv.addr, None, "");
-    wait_for_route(namesrv.addr, "TBW102");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime for the scenario");
-    runtime.block_on(scenario(&namesrv, &broker));
-}
-
-fn env() -> Env {
-    Env {
-        clock: SystemClock::shared(),
-        net: TokioNet::shared(),
-        disk: SimDisk::new().shared(),
-        rng: Rng::shared(37),
-    }
+    let cluster = Cluster::start("");
+    runtime().block_on(scenario(&cluster));
 }
 
 /// A consumer of [`GROUP`] on its own client instance, named `instance`.
 fn consumer(
     registry: &Arc<ClientInstanceRegistry>,
-    namesrv: &ServerProcess,
+    cluster: &Cluster,
     instance: &str,
     broker_suspend_max_time: Duration,
 ) -> DefaultMqPullConsumer {
-    let mut config = PullConsumerConfig::new(GROUP, namesrv.addr.to_string());
+    let mut config = PullConsumerConfig::new(GROUP, cluster.namesrv_addr().to_string());
     config.broker_suspend_max_time = broker_suspend_max_time;
     config
         .client
         .change_instance_name_to_pid(format!("{}#{instance}", std::process::id()));
-    DefaultMqPullConsumer::new(&env(), registry.clone(), config)
+    DefaultMqPullConsumer::new(&client_env(37), registry.clone(), config)
 }
 
-async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
-    let logs = || {
-        format!(
-            "--- mqnamesrv\n{}\n--- mqbroker\n{}",
-            namesrv.log_text(),
-            broker.log_text()
-        )
-    };
+async fn scenario(cluster: &Cluster) {
+    let logs = || cluster.logs();
     let registry = Arc::new(ClientInstanceRegistry::new());
-    let mut producer_config = ProducerConfig::new("pull_test_pg", namesrv.addr.to_string());
+    let mut producer_config =
+        ProducerConfig::new("pull_test_pg", cluster.namesrv_addr().to_string());
     producer_config
         .client
         .change_instance_name_to_pid(format!("{}#pull-test-producer", std::process::id()));
     let producer = Arc::new(DefaultMqProducer::new(
-        &env(),
+        &client_env(37),
         registry.clone(),
         producer_config,
     ));
@@ -108,12 +81,24 @@ async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
     // Pull every queue to its end with "TagA".
     let first = consumer(
         &registry,
-        namesrv,
+        cluster,
         "pull-consumer-1",
         Duration::from_secs(20),
     );
     first.start().await.unwrap();
-    let queues = first.fetch_subscribe_message_queues(TOPIC).await.unwrap();
+    // The broker registers the new topic with the name server right after its first send,
+    // on its own schedule: ask until the route is there.
+    let deadline = Instant::now() + EVENTUALLY_MAX;
+    let queues = loop {
+        match first.fetch_subscribe_message_queues(TOPIC).await {
+            Ok(queues) => break queues,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("route of {TOPIC} not served yet: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("no route for {TOPIC}: {error}\n{}", logs()),
+        }
+    };
     assert_eq!(queues.len(), 4, "an auto-created topic has 4 queues");
     let mut pulled: BTreeMap<Bytes, usize> = BTreeMap::new();
     let mut end_offsets: BTreeMap<MessageQueue, i64> = BTreeMap::new();
@@ -162,7 +147,7 @@ async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
     first.shutdown().await;
     let second = consumer(
         &registry,
-        namesrv,
+        cluster,
         "pull-consumer-2",
         Duration::from_secs(20),
     );
@@ -216,7 +201,7 @@ async fn scenario(namesrv: &ServerProcess, broker: &ServerProcess) {
     // With nothing arriving, a blocking pull ends with NO_NEW_MSG after the broker's hold.
     let third = consumer(
         &registry,
-        namesrv,
+        cluster,
         "pull-consumer-3",
         Duration::from_secs(2),
     );

@@ -512,9 +512,8 @@ impl MqClientApi {
             broker_name: None,
         };
         let request = self.request(request_code::GET_MAX_OFFSET, &header);
-        let response = self.invoke(addr, request, timeout).await?;
-        expect_success(addr, &response)?;
-        let answer: GetMaxOffsetResponseHeader = decode_header(addr, &response)?;
+        let answer: GetMaxOffsetResponseHeader =
+            self.invoke_for_header(addr, request, timeout).await?;
         Ok(answer.offset)
     }
 
@@ -532,9 +531,8 @@ impl MqClientApi {
             broker_name: None,
         };
         let request = self.request(request_code::GET_MIN_OFFSET, &header);
-        let response = self.invoke(addr, request, timeout).await?;
-        expect_success(addr, &response)?;
-        let answer: GetMinOffsetResponseHeader = decode_header(addr, &response)?;
+        let answer: GetMinOffsetResponseHeader =
+            self.invoke_for_header(addr, request, timeout).await?;
         Ok(answer.offset)
     }
 
@@ -555,9 +553,8 @@ impl MqClientApi {
             broker_name: None,
         };
         let request = self.request(request_code::SEARCH_OFFSET_BY_TIMESTAMP, &header);
-        let response = self.invoke(addr, request, timeout).await?;
-        expect_success(addr, &response)?;
-        let answer: SearchOffsetResponseHeader = decode_header(addr, &response)?;
+        let answer: SearchOffsetResponseHeader =
+            self.invoke_for_header(addr, request, timeout).await?;
         Ok(answer.offset)
     }
 
@@ -672,6 +669,18 @@ impl MqClientApi {
         timeout: Duration,
     ) -> Result<RemotingCommand, ClientError> {
         Ok(self.remoting.invoke(addr, request, timeout).await?)
+    }
+
+    /// Invokes `request` and decodes the header of its SUCCESS answer.
+    async fn invoke_for_header<H: CommandHeader>(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<H, ClientError> {
+        let response = self.invoke(addr, request, timeout).await?;
+        expect_success(addr, &response)?;
+        decode_header(addr, &response)
     }
 
     async fn invoke_oneway(

@@ -377,35 +377,25 @@ mod tests {
         (broker.clone(), RemoteBrokerOffsetStore::new("cg", broker))
     }
 
+    /// The offset cached for `q`, as Java's `readOffset(READ_FROM_MEMORY)` answers it.
+    async fn memory_offset(store: &RemoteBrokerOffsetStore, q: &MessageQueue) -> i64 {
+        store
+            .read_offset(q, ReadOffsetType::ReadFromMemory)
+            .await
+            .java_value()
+    }
+
     #[tokio::test]
     async fn increase_only_never_moves_an_offset_backwards_but_a_plain_update_does() {
         let (_, store) = store();
         let q = queue("T", 0);
         store.update_offset(&q, 10, true);
         store.update_offset(&q, 7, true);
-        assert_eq!(
-            store
-                .read_offset(&q, ReadOffsetType::ReadFromMemory)
-                .await
-                .java_value(),
-            10
-        );
+        assert_eq!(memory_offset(&store, &q).await, 10);
         store.update_offset(&q, 12, true);
-        assert_eq!(
-            store
-                .read_offset(&q, ReadOffsetType::ReadFromMemory)
-                .await
-                .java_value(),
-            12
-        );
+        assert_eq!(memory_offset(&store, &q).await, 12);
         store.update_offset(&q, 3, false);
-        assert_eq!(
-            store
-                .read_offset(&q, ReadOffsetType::ReadFromMemory)
-                .await
-                .java_value(),
-            3
-        );
+        assert_eq!(memory_offset(&store, &q).await, 3);
     }
 
     #[tokio::test]
@@ -448,13 +438,7 @@ mod tests {
         broker.committed.lock().unwrap().insert(q.clone(), 30);
         let read = store.read_offset(&q, ReadOffsetType::ReadFromStore).await;
         assert_eq!(read.java_value(), 30);
-        assert_eq!(
-            store
-                .read_offset(&q, ReadOffsetType::ReadFromMemory)
-                .await
-                .java_value(),
-            30
-        );
+        assert_eq!(memory_offset(&store, &q).await, 30);
     }
 
     #[tokio::test]
