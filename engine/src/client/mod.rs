@@ -13,4 +13,5 @@ pub mod process_queue;
 pub mod producer;
 pub mod publish_info;
 pub mod pull_consumer;
+pub mod push_consumer;
 pub mod rebalance;
