@@ -144,12 +144,7 @@ impl AdminBrokerProcessor {
             .topic_config_manager
             .persist()
             .await
-            .map_err(|e| {
-                ProcessError::system(format!(
-                    "topic {} updated but not persisted: {e}",
-                    header.topic
-                ))
-            })?;
+            .map_err(not_persisted(format!("topic {} updated", header.topic)))?;
         Ok(Some(RemotingCommand::success_to(request)))
     }
 
@@ -168,12 +163,11 @@ impl AdminBrokerProcessor {
             .topic_config_manager
             .delete_topic_config(&header.topic)
         {
-            context.topic_config_manager.persist().await.map_err(|e| {
-                ProcessError::system(format!(
-                    "topic {} deleted but not persisted: {e}",
-                    header.topic
-                ))
-            })?;
+            context
+                .topic_config_manager
+                .persist()
+                .await
+                .map_err(not_persisted(format!("topic {} deleted", header.topic)))?;
         }
         let groups = context
             .consumer_offset_manager
@@ -189,12 +183,10 @@ impl AdminBrokerProcessor {
                 .consumer_offset_manager
                 .persist()
                 .await
-                .map_err(|e| {
-                    ProcessError::system(format!(
-                        "offsets of topic {} removed but not persisted: {e}",
-                        header.topic
-                    ))
-                })?;
+                .map_err(not_persisted(format!(
+                    "offsets of topic {} removed",
+                    header.topic
+                )))?;
         }
         Ok(Some(RemotingCommand::success_to(request)))
     }
@@ -355,11 +347,10 @@ impl AdminBrokerProcessor {
         let group = config.group_name.clone();
         let manager = &self.context.subscription_group_manager;
         manager.update_subscription_group_config(config);
-        manager.persist().await.map_err(|e| {
-            ProcessError::system(format!(
-                "subscription group {group} updated but not persisted: {e}"
-            ))
-        })?;
+        manager
+            .persist()
+            .await
+            .map_err(not_persisted(format!("subscription group {group} updated")))?;
         Ok(Some(RemotingCommand::success_to(request)))
     }
 
@@ -395,12 +386,10 @@ impl AdminBrokerProcessor {
                 .subscription_group_manager
                 .persist()
                 .await
-                .map_err(|e| {
-                    ProcessError::system(format!(
-                        "subscription group {} deleted but not persisted: {e}",
-                        header.group_name
-                    ))
-                })?;
+                .map_err(not_persisted(format!(
+                    "subscription group {} deleted",
+                    header.group_name
+                )))?;
         } else {
             tracing::warn!(group = %header.group_name, "deleteSubscriptionGroup: no such group");
         }
@@ -412,12 +401,10 @@ impl AdminBrokerProcessor {
                 .consumer_offset_manager
                 .persist()
                 .await
-                .map_err(|e| {
-                    ProcessError::system(format!(
-                        "offsets of group {} removed but not persisted: {e}",
-                        header.group_name
-                    ))
-                })?;
+                .map_err(not_persisted(format!(
+                    "offsets of group {} removed",
+                    header.group_name
+                )))?;
         }
         Ok(Some(RemotingCommand::success_to(request)))
     }
@@ -923,3 +910,9 @@ fn consume_stats_body(consume_tps: f64, entries: &[(MessageQueue, OffsetWrapper)
 
 #[cfg(test)]
 mod tests;
+
+/// The SYSTEM_ERROR of a change applied in memory that could not be written to its file:
+/// `change` says what changed.
+fn not_persisted<E: std::fmt::Display>(change: String) -> impl FnOnce(E) -> ProcessError {
+    move |e| ProcessError::system(format!("{change} but not persisted: {e}"))
+}
