@@ -97,7 +97,7 @@ fn push_consumer_receives_every_message_once_and_commits_offsets() {
 
         let received: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let seen = received.clone();
-        let listener: MessageListener = Arc::new(move |messages: &[StoredMessage], _| {
+        let listener = MessageListener::concurrently(move |messages: &[StoredMessage], _| {
             let mut seen = seen.lock().unwrap();
             for message in messages {
                 *seen
@@ -136,7 +136,7 @@ fn push_consumer_receives_every_message_once_and_commits_offsets() {
         // committed) receives nothing old.
         let again: Arc<Mutex<usize>> = Arc::default();
         let count = again.clone();
-        let listener: MessageListener = Arc::new(move |messages: &[StoredMessage], _| {
+        let listener = MessageListener::concurrently(move |messages: &[StoredMessage], _| {
             *count.lock().unwrap() += messages.len();
             ConsumeStatus::ConsumeSuccess
         });
@@ -180,7 +180,7 @@ fn push_consumer_reconsumes_later_through_the_retry_topic() {
         let deliveries: Arc<Mutex<Deliveries>> = Arc::default();
         let seen = deliveries.clone();
         let refuse = later.clone();
-        let listener: MessageListener = Arc::new(move |messages: &[StoredMessage], _| {
+        let listener = MessageListener::concurrently(move |messages: &[StoredMessage], _| {
             let mut seen = seen.lock().unwrap();
             let mut status = ConsumeStatus::ConsumeSuccess;
             for message in messages {

@@ -108,6 +108,15 @@ pub enum ClientError {
     /// code 10003). Refresh the topic's route and look again.
     #[error("the broker[{0}] not exist")]
     BrokerNotFound(String),
+    /// A broadcasting consumer's local offsets file could not be read or written. The
+    /// offsets stay in memory; the next persist tries again.
+    #[error("local offset store {path}: {reason}")]
+    LocalOffsetStore {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 fn code_name(code: &i32) -> &'static str {
@@ -139,7 +148,9 @@ impl ClientError {
                     | response_code::NO_BUYER_ID
                     | response_code::NOT_IN_CURRENT_UNIT
             ),
-            Self::Malformed { .. } | Self::InvalidRequest(_) => false,
+            Self::Malformed { .. } | Self::InvalidRequest(_) | Self::LocalOffsetStore { .. } => {
+                false
+            }
             Self::Remoting(_)
             | Self::TopicNotExist { .. }
             | Self::NameServer { .. }

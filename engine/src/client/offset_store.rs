@@ -1,43 +1,47 @@
-//! The consumer-offset store of clustering consumers (Java's `RemoteBrokerOffsetStore`,
+//! The consumer-offset store (Java's `RemoteBrokerOffsetStore` and `LocalFileOffsetStore`,
 //! clients.md C36): a per-group table, queue → next offset to consume, kept in memory and
-//! committed to the broker that owns each queue.
+//! persisted where the group's message model keeps offsets.
 //!
-//! Where it sits: between a consumer and the broker. Consumers record progress here
-//! ([`update_offset`](RemoteBrokerOffsetStore::update_offset)), read it back when they
-//! (re)start a queue ([`read_offset`](RemoteBrokerOffsetStore::read_offset)), and the client
-//! instance's periodic task commits it
-//! ([`persist_all`](RemoteBrokerOffsetStore::persist_all), every
-//! `persistConsumerOffsetInterval`, and at shutdown). The broker side is reached through the
-//! small [`OffsetBroker`] trait, so the table's rules are tested without a network;
-//! [`InstanceOffsetBroker`] is the real one: QUERY_CONSUMER_OFFSET (14) and oneway
-//! UPDATE_CONSUMER_OFFSET (15) to the master of the queue's broker group, with one route
-//! refresh when its address is unknown (4.9's `fetchConsumeOffsetFromBroker` /
-//! `updateConsumeOffsetToBroker`: `findBrokerAddressInSubscribe(brokerName, MASTER_ID,
-//! onlyThisBroker = true)`, 5 s timeouts).
+//! Where it sits: between a consumer and where offsets live. Consumers record progress here
+//! ([`update_offset`](OffsetStore::update_offset)), read it back when they (re)start a queue
+//! ([`read_offset`](OffsetStore::read_offset)), and the client instance's periodic task
+//! persists it ([`persist_all`](OffsetStore::persist_all), every
+//! `persistConsumerOffsetInterval`, and at shutdown). The two Java stores share these table
+//! rules and differ only in the [`OffsetStorage`] behind the table:
+//! - [`InstanceOffsetBroker`], for CLUSTERING: the broker that owns each queue —
+//!   QUERY_CONSUMER_OFFSET (14) and oneway UPDATE_CONSUMER_OFFSET (15) to the master of the
+//!   queue's broker group, with one route refresh when its address is unknown (4.9's
+//!   `fetchConsumeOffsetFromBroker` / `updateConsumeOffsetToBroker`:
+//!   `findBrokerAddressInSubscribe(brokerName, MASTER_ID, onlyThisBroker = true)`, 5 s
+//!   timeouts);
+//! - [`LocalFileOffsetStorage`], for BROADCASTING: every consumer keeps its own offsets in
+//!   `<dir>/<clientId>/<group>/offsets.json` through the [`Disk`](crate::disk::Disk) trait, written whole with a
+//!   `.bak` copy like the broker's metadata files.
 //!
-//! Broadcasting consumers keep their offsets in a local file in Java
-//! (`LocalFileOffsetStore`); that store is not implemented.
-//!
-//! Invariants: the table lock is never held across an await, so a slow broker never blocks
-//! consumers recording progress; with `increase_only` an entry never moves backwards;
+//! Invariants: the table lock is never held across an await, so a slow broker or disk never
+//! blocks consumers recording progress; with `increase_only` an entry never moves backwards;
 //! iteration is in [`MessageQueue`] order, so commits are sent in a reproducible order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::api::ClientError;
 use super::instance::{ClientInstance, FindBrokerResult};
+use crate::disk::{SharedDisk, join};
 use crate::protocol::MASTER_ID;
 use crate::protocol::heartbeat::MessageQueue;
 use crate::remoting::headers::{
     QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
+use crate::store::metadata::{load_json, persist_json};
 
 /// Timeout of the offset query and of the oneway offset commit (Java: `1000 * 5`).
 pub const OFFSET_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where [`RemoteBrokerOffsetStore::read_offset`] looks (`ReadOffsetType`).
+/// Where [`OffsetStore::read_offset`] looks (`ReadOffsetType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOffsetType {
     /// The memory table only (`READ_FROM_MEMORY`).
@@ -48,7 +52,7 @@ pub enum ReadOffsetType {
     MemoryFirstThenStore,
 }
 
-/// What [`RemoteBrokerOffsetStore::read_offset`] found: Java's `long` with its two sentinels
+/// What [`OffsetStore::read_offset`] found: Java's `long` with its two sentinels
 /// made explicit.
 #[derive(Debug)]
 pub enum ReadOffset {
@@ -74,9 +78,10 @@ impl ReadOffset {
     }
 }
 
-/// The broker side of the offset store: where committed offsets live.
+/// Where an [`OffsetStore`]'s committed offsets live: the brokers (clustering) or a local
+/// file (broadcasting).
 #[async_trait::async_trait]
-pub trait OffsetBroker: Send + Sync + 'static {
+pub trait OffsetStorage: Send + Sync + 'static {
     /// The group's committed offset of `queue`; `Ok(None)` when the broker has none.
     async fn query_offset(
         &self,
@@ -91,9 +96,23 @@ pub trait OffsetBroker: Send + Sync + 'static {
         queue: &MessageQueue,
         offset: i64,
     ) -> Result<(), ClientError>;
+
+    /// Commits every `(queue, offset)` of `offsets` (in queue order), one result per entry.
+    /// Commits one by one unless the storage can do better.
+    async fn commit_all(
+        &self,
+        group: &str,
+        offsets: &[(MessageQueue, i64)],
+    ) -> Vec<Result<(), ClientError>> {
+        let mut results = Vec::with_capacity(offsets.len());
+        for (queue, offset) in offsets {
+            results.push(self.commit_offset_oneway(group, queue, *offset).await);
+        }
+        results
+    }
 }
 
-/// The real [`OffsetBroker`]: the master of each queue's broker group, through a client
+/// The real [`OffsetStorage`]: the master of each queue's broker group, through a client
 /// instance. It holds the instance weakly: the store belongs to a consumer the instance
 /// holds, and a strong reference would keep both alive for ever.
 #[derive(Debug, Clone)]
@@ -128,7 +147,7 @@ impl InstanceOffsetBroker {
 }
 
 #[async_trait::async_trait]
-impl OffsetBroker for InstanceOffsetBroker {
+impl OffsetStorage for InstanceOffsetBroker {
     async fn query_offset(
         &self,
         group: &str,
@@ -168,29 +187,193 @@ impl OffsetBroker for InstanceOffsetBroker {
     }
 }
 
-/// One queue's commit in [`RemoteBrokerOffsetStore::persist_all`]: the queue, the offset
+/// Java's default local offset directory is `~/.rocketmq_offsets`
+/// (`rocketmq.client.localOffsetStoreDir`); the engine reads no environment, so the default
+/// is relative to the disk's root and callers pass a home-based path when they want Java's.
+pub const DEFAULT_LOCAL_OFFSET_STORE_DIR: &str = ".rocketmq_offsets";
+
+/// The file name of a broadcasting group's offsets.
+pub const LOCAL_OFFSET_FILE_NAME: &str = "offsets.json";
+
+/// One entry of a local offsets file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LocalOffsetEntry {
+    topic: String,
+    broker_name: String,
+    queue_id: i32,
+    offset: i64,
+}
+
+/// The contents of a local offsets file. Java's `OffsetSerializeWrapper` is written by
+/// fastjson with `MessageQueue` objects as map keys, which is not JSON; this file lists the
+/// entries instead, so Java's files are not read and ours are not read by Java.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LocalOffsetFile {
+    #[serde(default)]
+    offset_table: Vec<LocalOffsetEntry>,
+}
+
+impl LocalOffsetFile {
+    fn from_offsets(offsets: &BTreeMap<MessageQueue, i64>) -> Self {
+        Self {
+            offset_table: offsets
+                .iter()
+                .map(|(queue, offset)| LocalOffsetEntry {
+                    topic: queue.topic.clone(),
+                    broker_name: queue.broker_name.clone(),
+                    queue_id: queue.queue_id,
+                    offset: *offset,
+                })
+                .collect(),
+        }
+    }
+
+    fn into_offsets(self) -> BTreeMap<MessageQueue, i64> {
+        self.offset_table
+            .into_iter()
+            .map(|entry| {
+                let queue = MessageQueue {
+                    topic: entry.topic,
+                    broker_name: entry.broker_name,
+                    queue_id: entry.queue_id,
+                };
+                (queue, entry.offset)
+            })
+            .collect()
+    }
+}
+
+/// The [`OffsetStorage`] of broadcasting consumers (Java's `LocalFileOffsetStore`): one
+/// JSON file per client and group, `<dir>/<clientId>/<group>/offsets.json`, on a [`Disk`](crate::disk::Disk).
+///
+/// Reads go to the file each time (Java's `READ_FROM_STORE` re-reads it too); commits
+/// rewrite it whole through [`persist_json`], so a crash leaves either the old or the new
+/// file, with the previous good version in `offsets.json.bak`. A file that cannot be read or
+/// written is a [`ClientError::LocalOffsetStore`]: the consumer logs it and keeps its
+/// offsets in memory, as with an unreachable broker.
+pub struct LocalFileOffsetStorage {
+    disk: SharedDisk,
+    path: String,
+    /// Serialises read-modify-write cycles of the file.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LocalFileOffsetStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalFileOffsetStorage")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalFileOffsetStorage {
+    /// The storage of `group`'s offsets for client `client_id` under `dir` on `disk`.
+    pub fn new(disk: SharedDisk, dir: &str, client_id: &str, group: &str) -> Self {
+        let path = join(&join(&join(dir, client_id), group), LOCAL_OFFSET_FILE_NAME);
+        Self {
+            disk,
+            path,
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> ClientError {
+        ClientError::LocalOffsetStore {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Every offset in the file; empty when there is no file yet.
+    pub fn load(&self) -> Result<BTreeMap<MessageQueue, i64>, ClientError> {
+        let file: Option<LocalOffsetFile> =
+            load_json(self.disk.as_ref(), &self.path).map_err(|e| self.error(e))?;
+        Ok(file.map(LocalOffsetFile::into_offsets).unwrap_or_default())
+    }
+
+    async fn write(&self, offsets: &BTreeMap<MessageQueue, i64>) -> Result<(), ClientError> {
+        if let Some((dir, _)) = self.path.rsplit_once('/') {
+            self.disk.create_dir_all(dir).map_err(|e| self.error(e))?;
+        }
+        persist_json(
+            self.disk.as_ref(),
+            &self.path,
+            &LocalOffsetFile::from_offsets(offsets),
+        )
+        .await
+        .map_err(|e| self.error(e))
+    }
+}
+
+#[async_trait::async_trait]
+impl OffsetStorage for LocalFileOffsetStorage {
+    async fn query_offset(
+        &self,
+        _group: &str,
+        queue: &MessageQueue,
+    ) -> Result<Option<i64>, ClientError> {
+        Ok(self.load()?.get(queue).copied())
+    }
+
+    async fn commit_offset_oneway(
+        &self,
+        _group: &str,
+        queue: &MessageQueue,
+        offset: i64,
+    ) -> Result<(), ClientError> {
+        let _writing = self.write_lock.lock().await;
+        let mut offsets = self.load()?;
+        offsets.insert(queue.clone(), offset);
+        self.write(&offsets).await
+    }
+
+    /// Java's `persistAll`: the file is replaced by exactly these entries.
+    async fn commit_all(
+        &self,
+        _group: &str,
+        offsets: &[(MessageQueue, i64)],
+    ) -> Vec<Result<(), ClientError>> {
+        let _writing = self.write_lock.lock().await;
+        let table: BTreeMap<MessageQueue, i64> = offsets.iter().cloned().collect();
+        let result = self.write(&table).await.map_err(|error| error.to_string());
+        offsets
+            .iter()
+            .map(|_| result.clone().map_err(|reason| self.error(reason)))
+            .collect()
+    }
+}
+
+/// One queue's commit in [`OffsetStore::persist_all`]: the queue, the offset
 /// sent and how the send went.
 pub type PersistOutcome = (MessageQueue, i64, Result<(), ClientError>);
 
-/// A clustering consumer group's offsets. See the module docs.
-pub struct RemoteBrokerOffsetStore {
+/// A consumer group's offsets. See the module docs.
+pub struct OffsetStore {
     group: String,
-    broker: Arc<dyn OffsetBroker>,
+    broker: Arc<dyn OffsetStorage>,
     offsets: Mutex<BTreeMap<MessageQueue, i64>>,
 }
 
-impl std::fmt::Debug for RemoteBrokerOffsetStore {
+impl std::fmt::Debug for OffsetStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteBrokerOffsetStore")
+        f.debug_struct("OffsetStore")
             .field("group", &self.group)
             .field("offsets", &*self.lock_offsets())
             .finish_non_exhaustive()
     }
 }
 
-impl RemoteBrokerOffsetStore {
-    /// An empty store of `group`'s offsets, committed through `broker`.
-    pub fn new(group: impl Into<String>, broker: Arc<dyn OffsetBroker>) -> Self {
+impl OffsetStore {
+    /// An empty store of `group`'s offsets, persisted to `broker` (the name of Java's
+    /// remote store; a [`LocalFileOffsetStorage`] is the local one).
+    pub fn new(group: impl Into<String>, broker: Arc<dyn OffsetStorage>) -> Self {
         Self {
             group: group.into(),
             broker,
@@ -264,12 +447,15 @@ impl RemoteBrokerOffsetStore {
             }
             offsets.iter().map(|(q, o)| (q.clone(), *o)).collect()
         };
-        let mut outcomes = Vec::with_capacity(to_commit.len());
-        for (queue, offset) in to_commit {
-            let result = self.commit(&queue, offset).await;
-            outcomes.push((queue, offset, result));
-        }
-        outcomes
+        let results = self.broker.commit_all(&self.group, &to_commit).await;
+        to_commit
+            .into_iter()
+            .zip(results)
+            .map(|((queue, offset), result)| {
+                self.log_commit(&queue, offset, &result);
+                (queue, offset, result)
+            })
+            .collect()
     }
 
     /// Commits `queue`'s offset, oneway, if it has one (`persist`); `None` when it has none.
@@ -299,7 +485,12 @@ impl RemoteBrokerOffsetStore {
             .broker
             .commit_offset_oneway(&self.group, queue, offset)
             .await;
-        match &result {
+        self.log_commit(queue, offset, &result);
+        result
+    }
+
+    fn log_commit(&self, queue: &MessageQueue, offset: i64, result: &Result<(), ClientError>) {
+        match result {
             Ok(()) => {
                 tracing::debug!(group = %self.group, ?queue, offset, "consume offset committed")
             }
@@ -307,7 +498,6 @@ impl RemoteBrokerOffsetStore {
                 tracing::warn!(group = %self.group, ?queue, offset, %error, "consume offset commit failed")
             }
         }
-        result
     }
 
     fn lock_offsets(&self) -> MutexGuard<'_, BTreeMap<MessageQueue, i64>> {
@@ -334,7 +524,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl OffsetBroker for FakeBroker {
+    impl OffsetStorage for FakeBroker {
         async fn query_offset(
             &self,
             group: &str,
@@ -372,13 +562,13 @@ mod tests {
         }
     }
 
-    fn store() -> (Arc<FakeBroker>, RemoteBrokerOffsetStore) {
+    fn store() -> (Arc<FakeBroker>, OffsetStore) {
         let broker = Arc::new(FakeBroker::default());
-        (broker.clone(), RemoteBrokerOffsetStore::new("cg", broker))
+        (broker.clone(), OffsetStore::new("cg", broker))
     }
 
     /// The offset cached for `q`, as Java's `readOffset(READ_FROM_MEMORY)` answers it.
-    async fn memory_offset(store: &RemoteBrokerOffsetStore, q: &MessageQueue) -> i64 {
+    async fn memory_offset(store: &OffsetStore, q: &MessageQueue) -> i64 {
         store
             .read_offset(q, ReadOffsetType::ReadFromMemory)
             .await
@@ -525,5 +715,75 @@ mod tests {
             BTreeMap::from([(queue("A", 0), 1)])
         );
         assert_eq!(store.clone_offset_table(" ").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn local_file_storage_round_trips_offsets_and_persist_all_replaces_the_file() {
+        let (disk, shared) = crate::store::test_disk::MemoryDisk::shared();
+        let storage = Arc::new(LocalFileOffsetStorage::new(
+            shared.clone(),
+            DEFAULT_LOCAL_OFFSET_STORE_DIR,
+            "10.0.0.9@7",
+            "bg",
+        ));
+        assert_eq!(
+            storage.path(),
+            ".rocketmq_offsets/10.0.0.9@7/bg/offsets.json"
+        );
+        let store = OffsetStore::new("bg", storage.clone());
+        let (q0, q1) = (queue("T", 0), queue("T", 1));
+        assert!(matches!(
+            store.read_offset(&q0, ReadOffsetType::ReadFromStore).await,
+            ReadOffset::NotFound
+        ));
+        store.update_offset(&q0, 5, true);
+        store.update_offset(&q1, 9, true);
+        let outcomes = store
+            .persist_all(&BTreeSet::from([q0.clone(), q1.clone()]))
+            .await;
+        assert!(outcomes.iter().all(|(_, _, result)| result.is_ok()));
+        assert!(disk.file_paths().contains(&storage.path().to_owned()));
+
+        // A new consumer of the same client and group starts where this one stopped.
+        let reopened = OffsetStore::new(
+            "bg",
+            Arc::new(LocalFileOffsetStorage::new(
+                shared,
+                DEFAULT_LOCAL_OFFSET_STORE_DIR,
+                "10.0.0.9@7",
+                "bg",
+            )),
+        );
+        let read = reopened
+            .read_offset(&q1, ReadOffsetType::ReadFromStore)
+            .await;
+        assert_eq!(read.java_value(), 9);
+
+        // persist_all with fewer queues leaves only those in the file (Java's persistAll).
+        store.update_offset(&q0, 6, true);
+        store.persist_all(&BTreeSet::from([q0.clone()])).await;
+        assert_eq!(storage.load().unwrap(), BTreeMap::from([(q0, 6)]));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_local_file_is_a_typed_error_not_a_panic() {
+        let (_, shared) = crate::store::test_disk::MemoryDisk::shared();
+        let storage = LocalFileOffsetStorage::new(shared.clone(), "offs", "c@1", "bg");
+        shared.create_dir_all("offs/c@1/bg").unwrap();
+        shared
+            .write_file_atomic(storage.path(), b"{not json")
+            .await
+            .unwrap();
+        let store = OffsetStore::new("bg", Arc::new(storage));
+        let read = store
+            .read_offset(&queue("T", 0), ReadOffsetType::ReadFromStore)
+            .await;
+        assert!(
+            matches!(
+                &read,
+                ReadOffset::QueryFailed(ClientError::LocalOffsetStore { .. })
+            ),
+            "{read:?}"
+        );
     }
 }

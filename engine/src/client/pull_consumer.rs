@@ -5,7 +5,7 @@
 //! Where it sits: on top of the client building blocks, beside the producer. The shared
 //! [`ClientInstance`] owns connections and routes and sends heartbeats carrying this
 //! consumer's [`ConsumerData`] (CONSUME_ACTIVELY); [`MqClientApi`](super::api::MqClientApi)
-//! builds each pull; [`RemoteBrokerOffsetStore`] keeps the group's offsets and the instance's
+//! builds each pull; [`OffsetStore`] keeps the group's offsets and the instance's
 //! periodic task commits them.
 //!
 //! A pull (`pullSyncImpl` and `PullAPIWrapper.pullKernelImpl`): the topic is subscribed to
@@ -35,9 +35,7 @@ use super::instance::{
     ClientInstance, ClientInstanceRegistry, ClientProcessorTable, MqConsumerInner, ServiceState,
     topic_route_to_subscribe_info,
 };
-use super::offset_store::{
-    InstanceOffsetBroker, ReadOffset, ReadOffsetType, RemoteBrokerOffsetStore,
-};
+use super::offset_store::{InstanceOffsetBroker, OffsetStore, ReadOffset, ReadOffsetType};
 use super::producer::{GroupNameError, check_group_name};
 use crate::Env;
 use crate::broker::processor::pull::pull_sys_flag;
@@ -175,7 +173,7 @@ pub fn filter_by_tags(
 struct PullConsumerInner {
     group: String,
     message_model: MessageModel,
-    offset_store: RemoteBrokerOffsetStore,
+    offset_store: OffsetStore,
     /// Topic → subscription (`rebalanceImpl.subscriptionInner`).
     subscriptions: Mutex<BTreeMap<String, SubscriptionData>>,
     /// Topic → readable queues, from installed routes (`topicSubscribeInfoTable`).
@@ -333,10 +331,7 @@ impl DefaultMqPullConsumer {
         let inner = Arc::new(PullConsumerInner {
             group: group.to_owned(),
             message_model: self.config.message_model,
-            offset_store: RemoteBrokerOffsetStore::new(
-                group,
-                Arc::new(InstanceOffsetBroker::new(&instance)),
-            ),
+            offset_store: OffsetStore::new(group, Arc::new(InstanceOffsetBroker::new(&instance))),
             subscriptions: Mutex::new(subscriptions),
             subscribe_infos: Mutex::default(),
             pull_from_which_node: Mutex::default(),

@@ -1,30 +1,38 @@
-//! The push consumer (Java 4.9's `DefaultMQPushConsumer` with `DefaultMQPushConsumerImpl`,
-//! concurrent consumption only): the client pulls in the background and hands messages to
-//! an application listener.
+//! The push consumer (Java 4.9's `DefaultMQPushConsumer` with `DefaultMQPushConsumerImpl`):
+//! the client pulls in the background and hands messages to an application listener,
+//! concurrently or orderly, in a clustering or a broadcasting group.
 //!
 //! Where it sits: on top of the client building blocks. [`Rebalance`] decides which queues
 //! this client owns (every [`REBALANCE_INTERVAL`] and when a broker sends
-//! NOTIFY_CONSUMER_IDS_CHANGED); each owned queue gets a pull loop (a spawned task) that
-//! long-polls its broker with SUSPEND and COMMIT_OFFSET, caches what it finds in the
-//! queue's [`ProcessQueue`](super::process_queue::ProcessQueue) and submits consume batches;
-//! a batch runs the listener under a bound of `consume_thread_max` concurrent batches, then
-//! removes its messages from the cache and records the commit offset in the
-//! [`RemoteBrokerOffsetStore`], which the client instance persists periodically. A batch the
-//! listener asks to reconsume later is sent back to the broker (CONSUMER_SEND_MSG_BACK,
-//! delay level 0: the broker picks `3 + reconsumeTimes`) and comes back via `%RETRY%group`.
+//! NOTIFY_CONSUMER_IDS_CHANGED; with the group's allocation strategy when clustering, every
+//! queue when broadcasting); each owned queue gets a pull loop (a spawned task) that
+//! long-polls its broker with SUSPEND and COMMIT_OFFSET and caches what it finds in the
+//! queue's [`ProcessQueue`](super::process_queue::ProcessQueue). Then:
+//! - **concurrent** consumption ([`MessageListener::Concurrently`]): consume batches run under
+//!   a bound of `consume_thread_max`, remove their messages from the cache and record the
+//!   commit offset (the smallest offset still cached). A batch the listener asks to
+//!   reconsume later is sent back to the broker (CONSUMER_SEND_MSG_BACK, delay level 0: the
+//!   broker picks `3 + reconsumeTimes`) and comes back via `%RETRY%group`; a message stuck in
+//!   the listener longer than `consume_timeout` is sent back the same way;
+//! - **orderly** consumption ([`MessageListener::Orderly`], see [`orderly`]): one task per
+//!   queue consumes batch after batch in queue order, only while this client holds the
+//!   queue's broker lock (LOCK_BATCH_MQ, renewed every 20 s).
+//!
+//! Offsets go to an [`OffsetStore`] that the client instance persists periodically: on the
+//! brokers for a clustering group, in a local file per client for a broadcasting one.
 //!
 //! Invariants: a pull loop stops once its process queue is dropped or the consumer is shut
-//! down; an offset is recorded only from `remove_messages`, so it never passes a message
-//! still being consumed.
+//! down; a concurrent offset is recorded only from `remove_messages`, so it never passes a
+//! message still being consumed; an orderly one only from `commit`, the end of a consumed
+//! batch. At shutdown an orderly consumer waits for its running batches, commits, and only
+//! then releases its queue locks.
 //!
-//! Deviations from Java: orderly consumption, broadcasting, hooks, namespaces and SQL92 are
-//! not implemented; the subscription is always posted with each pull
-//! (`postSubscriptionWhenPull = true`); a failed send-back is re-consumed locally after 5 s
-//! without Java's fallback send through the internal producer; per-topic re-spreading of the
-//! flow-control thresholds is not done (each queue uses the configured ones); the
-//! NOTIFY_CONSUMER_IDS_CHANGED processor is only installed when this consumer creates the
-//! client instance; an OFFSET_ILLEGAL queue is marked dropped and is re-created by a later
-//! rebalance once its pull expires.
+//! Deviations from Java: hooks, namespaces and SQL92 are not implemented; the subscription
+//! is always posted with each pull (`postSubscriptionWhenPull = true`); a failed send-back is
+//! re-consumed locally after 5 s without Java's fallback send through the internal producer;
+//! per-topic re-spreading of the flow-control thresholds is not done (each queue uses the
+//! configured ones); the NOTIFY_CONSUMER_IDS_CHANGED processor is only installed when this
+//! consumer creates the client instance.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +41,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use super::allocate::Averagely;
+use super::allocate::{AllocateMessageQueueStrategy, Averagely};
 use super::api::{ClientError, PullResult, PullStatus};
 use super::config::ClientConfig;
 use super::instance::{
@@ -41,9 +49,10 @@ use super::instance::{
     MqConsumerInner, ServiceState,
 };
 use super::offset_store::{
-    InstanceOffsetBroker, ReadOffset, ReadOffsetType, RemoteBrokerOffsetStore,
+    DEFAULT_LOCAL_OFFSET_STORE_DIR, InstanceOffsetBroker, LocalFileOffsetStorage, OffsetStorage,
+    OffsetStore, ReadOffset, ReadOffsetType,
 };
-use super::process_queue::FlowControlThresholds;
+use super::process_queue::{EXPIRED_MESSAGE_DELAY_LEVEL, FlowControlThresholds};
 use super::producer::{GroupNameError, check_group_name};
 use super::pull_consumer::{
     ADMIN_TIMEOUT, DEFAULT_CONSUMER_GROUP, build_pull_sys_flag, filter_by_tags,
@@ -66,6 +75,8 @@ use crate::remoting::request_code;
 use crate::remoting::transport::{Channel, ProcessError};
 use crate::store::message::{StoredMessage, property_key};
 
+pub mod orderly;
+
 /// How often the rebalance service runs (`rocketmq.client.rebalance.waitInterval`, 20 s).
 pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(20);
 /// Pause after a failed pull (`pullTimeDelayMillsWhenException`, 3 s).
@@ -74,7 +85,8 @@ pub const PULL_DELAY_WHEN_EXCEPTION: Duration = Duration::from_secs(3);
 pub const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
 /// Pause before a failed send-back is consumed again locally (5 s).
 pub const CONSUME_LATER_DELAY: Duration = Duration::from_secs(5);
-/// Pause before an OFFSET_ILLEGAL queue's offset is corrected (Java: 10 s).
+/// Pause before an OFFSET_ILLEGAL queue's offset is corrected and the queue removed, to be
+/// re-created by the next rebalance (Java: 10 s).
 pub const OFFSET_ILLEGAL_DELAY: Duration = Duration::from_secs(10);
 /// Timeout of CONSUMER_SEND_MSG_BACK (Java: 5000 ms).
 pub const SEND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,9 +107,81 @@ pub struct ConsumeContext {
     pub message_queue: MessageQueue,
 }
 
-/// The application's listener (`MessageListenerConcurrently`).
-pub type MessageListener =
+/// A concurrent listener (`MessageListenerConcurrently`): batches of one queue may run at
+/// the same time and in any order.
+pub type ConcurrentlyListener =
     Arc<dyn Fn(&[StoredMessage], &ConsumeContext) -> ConsumeStatus + Send + Sync + 'static>;
+
+/// What an orderly listener decided about a batch (`ConsumeOrderlyStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumeOrderlyStatus {
+    /// Consumed: the queue's offset moves past the batch.
+    Success,
+    /// Not consumed: the queue pauses for the suspend time and the same batch comes again
+    /// (after the group's max reconsume times it goes to the dead-letter queue).
+    SuspendCurrentQueueAMoment,
+}
+
+/// What an orderly listener is told about a batch (`ConsumeOrderlyContext`).
+#[derive(Debug, Clone)]
+pub struct ConsumeOrderlyContext {
+    /// The queue the batch was taken from.
+    pub message_queue: MessageQueue,
+    /// How long to pause the queue after [`ConsumeOrderlyStatus::SuspendCurrentQueueAMoment`];
+    /// `None` (the default) means the consumer's `suspend_current_queue_time`.
+    pub suspend_current_queue_time: Option<Duration>,
+}
+
+/// An orderly listener (`MessageListenerOrderly`): one batch of a queue at a time, in queue
+/// order, by the one consumer of the group that holds the queue's broker lock.
+pub type OrderlyListener = Arc<
+    dyn Fn(&[StoredMessage], &mut ConsumeOrderlyContext) -> ConsumeOrderlyStatus
+        + Send
+        + Sync
+        + 'static,
+>;
+
+/// The application's listener: concurrent or orderly consumption.
+#[derive(Clone)]
+pub enum MessageListener {
+    /// `MessageListenerConcurrently`.
+    Concurrently(ConcurrentlyListener),
+    /// `MessageListenerOrderly`.
+    Orderly(OrderlyListener),
+}
+
+impl MessageListener {
+    /// A concurrent listener from a closure.
+    pub fn concurrently(
+        listener: impl Fn(&[StoredMessage], &ConsumeContext) -> ConsumeStatus + Send + Sync + 'static,
+    ) -> Self {
+        Self::Concurrently(Arc::new(listener))
+    }
+
+    /// An orderly listener from a closure.
+    pub fn orderly(
+        listener: impl Fn(&[StoredMessage], &mut ConsumeOrderlyContext) -> ConsumeOrderlyStatus
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self::Orderly(Arc::new(listener))
+    }
+
+    /// Whether the listener consumes orderly.
+    pub fn is_orderly(&self) -> bool {
+        matches!(self, Self::Orderly(_))
+    }
+}
+
+impl std::fmt::Debug for MessageListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Concurrently(_) => "MessageListener::Concurrently",
+            Self::Orderly(_) => "MessageListener::Orderly",
+        })
+    }
+}
 
 /// The push consumer's settings (`DefaultMQPushConsumer`'s fields).
 #[derive(Debug, Clone)]
@@ -130,6 +214,17 @@ pub struct PushConsumerConfig {
     pub consumer_timeout_when_suspend: Duration,
     /// The rebalance period ([`REBALANCE_INTERVAL`]).
     pub rebalance_interval: Duration,
+    /// `messageModel` (CLUSTERING): share the queues with the group, or (BROADCASTING) take
+    /// every queue, with offsets kept in a local file.
+    pub message_model: MessageModel,
+    /// `allocateMessageQueueStrategy` (averagely): how a clustering group shares queues.
+    pub allocate_strategy: Arc<dyn AllocateMessageQueueStrategy>,
+    /// `suspendCurrentQueueTimeMillis` (1 s): how long an orderly queue waits after its
+    /// listener answers [`ConsumeOrderlyStatus::SuspendCurrentQueueAMoment`].
+    pub suspend_current_queue_time: Duration,
+    /// Where broadcasting consumers keep their offsets (Java's
+    /// `rocketmq.client.localOffsetStoreDir`), a path on the consumer's disk.
+    pub local_offset_store_dir: String,
     /// The client settings.
     pub client: ClientConfig,
 }
@@ -151,6 +246,10 @@ impl Default for PushConsumerConfig {
             broker_suspend_max_time: Duration::from_secs(15),
             consumer_timeout_when_suspend: Duration::from_secs(30),
             rebalance_interval: REBALANCE_INTERVAL,
+            message_model: MessageModel::Clustering,
+            allocate_strategy: Arc::new(Averagely),
+            suspend_current_queue_time: Duration::from_secs(1),
+            local_offset_store_dir: DEFAULT_LOCAL_OFFSET_STORE_DIR.to_owned(),
             client: ClientConfig::default(),
         }
     }
@@ -356,7 +455,10 @@ struct PushInner {
     env: Env,
     listener: MessageListener,
     instance: Weak<ClientInstance>,
-    offset_store: Arc<RemoteBrokerOffsetStore>,
+    /// Queue → the lock an orderly consume task holds while it runs (Java's
+    /// `MessageQueueLock`), so that one task at a time consumes a queue.
+    message_queue_locks: Mutex<BTreeMap<MessageQueue, Arc<tokio::sync::Mutex<()>>>>,
+    offset_store: Arc<OffsetStore>,
     rebalance: tokio::sync::Mutex<Rebalance>,
     /// Topic → subscription, mirrored from the rebalance for the synchronous heartbeat.
     subscriptions: BTreeMap<String, SubscriptionData>,
@@ -385,7 +487,7 @@ impl MqConsumerInner for PushInner {
             consume_from_where: self.config.consume_from_where,
             consume_type: ConsumeType::ConsumePassively,
             group_name: self.config.group.clone(),
-            message_model: MessageModel::Clustering,
+            message_model: self.config.message_model,
             subscription_data_set: self.subscriptions.values().cloned().collect(),
             unit_mode: false,
         }
@@ -419,6 +521,60 @@ impl PushInner {
         self.stopped.load(Ordering::Acquire)
     }
 
+    /// `getMaxReconsumeTimes`: -1 means 16 for concurrent consumption and no limit
+    /// (`Integer.MAX_VALUE`) for orderly consumption.
+    fn max_reconsume_times(&self) -> i32 {
+        match (self.config.max_reconsume_times, &self.listener) {
+            (-1, MessageListener::Orderly(_)) => i32::MAX,
+            _ => self.config.effective_max_reconsume_times(),
+        }
+    }
+
+    /// The consume-timeout service of concurrent consumption (`cleanExpireMsg`, every
+    /// `consume_timeout`): a cached message whose consumption started more than
+    /// `consume_timeout` ago is sent back with delay level
+    /// [`EXPIRED_MESSAGE_DELAY_LEVEL`] and dropped from the cache, so a stuck listener does
+    /// not hold the queue's offset back for ever.
+    async fn clean_expired_service(self: Arc<Self>) {
+        loop {
+            self.env.clock.sleep(self.config.consume_timeout).await;
+            if self.stopped() {
+                return;
+            }
+            let queues: Vec<(MessageQueue, Arc<ProcessQueueHandle>)> = self
+                .rebalance
+                .lock()
+                .await
+                .process_queues()
+                .iter()
+                .map(|(queue, handle)| (queue.clone(), handle.clone()))
+                .collect();
+            for (queue, handle) in queues {
+                let now = self.env.clock.instant();
+                let expired = handle
+                    .state()
+                    .clean_expired(now, self.config.consume_timeout);
+                for message in expired {
+                    if let Err(error) = self
+                        .send_back(&queue, &message, EXPIRED_MESSAGE_DELAY_LEVEL)
+                        .await
+                    {
+                        tracing::warn!(?queue, offset = message.queue_offset, %error,
+                            "send expired message back failed");
+                        break;
+                    }
+                    tracing::info!(
+                        ?queue,
+                        offset = message.queue_offset,
+                        "consume timed out; message sent back"
+                    );
+                    let now = self.env.clock.instant();
+                    handle.state().remove_if_first(message.queue_offset, now);
+                }
+            }
+        }
+    }
+
     /// The rebalance service: at start, every `rebalance_interval`, and when woken.
     async fn rebalance_service(self: Arc<Self>) {
         loop {
@@ -441,36 +597,34 @@ impl PushInner {
             return;
         };
         let mut rebalance = self.rebalance.lock().await;
-        let infos = lock(&self.subscribe_infos).clone();
-        for (topic, queues) in &infos {
-            rebalance.update_topic_subscribe_info(topic, queues);
-        }
         let mut changed = false;
         for topic in self.subscriptions.keys() {
             if self.stopped() {
                 return;
             }
-            let mut ids = match instance
-                .find_consumer_id_list(topic, &self.config.group)
-                .await
-            {
-                Ok(ids) if !ids.is_empty() => ids,
-                Ok(_) => {
-                    tracing::warn!(group = %self.config.group, topic, "get consumer id list empty");
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(group = %self.config.group, topic, %error, "get consumer id list failed");
-                    continue;
+            let ids = if self.config.message_model == MessageModel::Broadcasting {
+                Vec::new()
+            } else {
+                match self.consumer_ids(&instance, topic).await {
+                    Some(ids) => ids,
+                    None => continue,
                 }
             };
-            ids.sort();
+            // After the id lookup, which fetches the route of a topic not known yet (a
+            // retry topic created by the first send-back, say).
+            let queues = lock(&self.subscribe_infos).get(topic).cloned();
+            if let Some(queues) = queues {
+                rebalance.update_topic_subscribe_info(topic, &queues);
+            }
             let now = self.env.clock.instant();
             match rebalance.rebalance_by_topic(topic, &ids, now).await {
                 Ok(outcome) => {
                     changed |= outcome.message_queue_changed.is_some();
                     for request in outcome.changes.pull_requests {
                         tokio::spawn(self.clone().pull_loop(request));
+                    }
+                    for queue in outcome.changes.unlock_later {
+                        tokio::spawn(self.clone().unlock_later(queue));
                     }
                 }
                 Err(error) => {
@@ -486,6 +640,37 @@ impl PushInner {
         }
     }
 
+    /// The group's client ids as the broker of `topic` lists them, sorted; `None` (logged)
+    /// when there are none or the broker could not say. A broker that does not know the
+    /// group yet — its route was learned after the last heartbeat, which Java leaves to the
+    /// next 30 s heartbeat — gets a heartbeat at once and is asked again.
+    async fn consumer_ids(
+        &self,
+        instance: &Arc<ClientInstance>,
+        topic: &str,
+    ) -> Option<Vec<String>> {
+        let group = &self.config.group;
+        let mut answer = instance.find_consumer_id_list(topic, group).await;
+        if matches!(answer, Err(ClientError::Broker { .. })) {
+            instance.send_heartbeat_to_all_brokers().await;
+            answer = instance.find_consumer_id_list(topic, group).await;
+        }
+        match answer {
+            Ok(mut ids) if !ids.is_empty() => {
+                ids.sort();
+                Some(ids)
+            }
+            Ok(_) => {
+                tracing::warn!(%group, topic, "get consumer id list empty");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%group, topic, %error, "get consumer id list failed");
+                None
+            }
+        }
+    }
+
     /// One queue's pull loop (`pullMessage` and its `PullCallback`).
     async fn pull_loop(self: Arc<Self>, mut request: PullRequest) {
         let queue = request.message_queue.clone();
@@ -495,14 +680,23 @@ impl PushInner {
                 return;
             }
             let now = self.env.clock.instant();
-            let flow = {
+            let orderly = self.listener.is_orderly();
+            let (flow, locked) = {
                 let mut state = handle.state();
                 state.set_last_pull_timestamp(now);
-                state.flow_control(&self.config.flow_control, false)
+                (
+                    state.flow_control(&self.config.flow_control, orderly),
+                    state.locked(),
+                )
             };
             if let Some(flow) = flow {
                 tracing::debug!(?queue, ?flow, "pull flow control");
                 self.env.clock.sleep(PULL_DELAY_WHEN_FLOW_CONTROL).await;
+                continue;
+            }
+            if orderly && self.config.message_model == MessageModel::Clustering && !locked {
+                tracing::debug!(?queue, "pull message later because not locked in broker");
+                self.env.clock.sleep(PULL_DELAY_WHEN_EXCEPTION).await;
                 continue;
             }
             let Some(subscription) = self.subscriptions.get(&queue.topic).cloned() else {
@@ -522,16 +716,8 @@ impl PushInner {
                     let messages = filter_by_tags(result.messages, &subscription);
                     request.next_offset = result.next_begin_offset;
                     if !messages.is_empty() {
-                        handle.state().put_messages(&messages);
-                        for batch in
-                            consume_batches(messages, self.config.consume_message_batch_max_size)
-                        {
-                            tokio::spawn(self.clone().consume(
-                                queue.clone(),
-                                handle.clone(),
-                                batch,
-                            ));
-                        }
+                        let dispatch_to_consume = handle.state().put_messages(&messages);
+                        self.submit_consume(&queue, &handle, messages, dispatch_to_consume);
                     }
                     if !self.config.pull_interval.is_zero() {
                         self.env.clock.sleep(self.config.pull_interval).await;
@@ -556,6 +742,14 @@ impl PushInner {
                     self.offset_store
                         .update_offset(&queue, result.next_begin_offset, false);
                     let _ = self.offset_store.persist(&queue).await;
+                    // The next rebalance, asked for at once, starts the queue again from
+                    // the corrected offset.
+                    self.rebalance
+                        .lock()
+                        .await
+                        .remove_process_queue(&queue)
+                        .await;
+                    self.wake.notify_one();
                     return;
                 }
             }
@@ -621,9 +815,43 @@ impl PushInner {
         Ok(result)
     }
 
-    /// One consume batch (`ConsumeRequest.run` and `processConsumeResult`).
-    async fn consume(
+    /// Hands freshly cached messages to the consume service (`submitConsumeRequest`): in
+    /// batches to concurrent consumption; to the queue's one orderly task, started when
+    /// [`put_messages`](super::process_queue::ProcessQueue::put_messages) asked for it.
+    fn submit_consume(
+        self: &Arc<Self>,
+        queue: &MessageQueue,
+        handle: &Arc<ProcessQueueHandle>,
+        messages: Vec<StoredMessage>,
+        dispatch_to_consume: bool,
+    ) {
+        match &self.listener {
+            MessageListener::Concurrently(listener) => {
+                for batch in consume_batches(messages, self.config.consume_message_batch_max_size) {
+                    tokio::spawn(self.clone().consume_concurrently(
+                        listener.clone(),
+                        queue.clone(),
+                        handle.clone(),
+                        batch,
+                    ));
+                }
+            }
+            MessageListener::Orderly(listener) => {
+                if dispatch_to_consume {
+                    tokio::spawn(self.clone().consume_orderly(
+                        listener.clone(),
+                        queue.clone(),
+                        handle.clone(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// One concurrent consume batch (`ConsumeRequest.run` and `processConsumeResult`).
+    async fn consume_concurrently(
         self: Arc<Self>,
+        listener: ConcurrentlyListener,
         queue: MessageQueue,
         handle: Arc<ProcessQueueHandle>,
         mut messages: Vec<StoredMessage>,
@@ -642,7 +870,6 @@ impl PushInner {
         let context = ConsumeContext {
             message_queue: queue.clone(),
         };
-        let listener = self.listener.clone();
         // A panicking listener is Java's thrown exception: the batch is reconsumed later.
         let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             listener(&messages, &context)
@@ -654,7 +881,7 @@ impl PushInner {
         let mut failed = Vec::new();
         if status == ConsumeStatus::ReconsumeLater {
             for message in &messages {
-                if let Err(error) = self.send_back(&queue, message).await {
+                if let Err(error) = self.send_back(&queue, message, 0).await {
                     tracing::warn!(?queue, offset = message.queue_offset, %error, "send message back failed");
                     failed.push(message.clone());
                 }
@@ -680,26 +907,33 @@ impl PushInner {
             let inner = self.clone();
             tokio::spawn(async move {
                 inner.env.clock.sleep(CONSUME_LATER_DELAY).await;
-                inner.consume_boxed(queue, handle, failed).await;
+                inner
+                    .consume_concurrently_boxed(listener, queue, handle, failed)
+                    .await;
             });
         }
     }
 
-    /// [`consume`](Self::consume) boxed, so that a batch can re-submit itself.
-    fn consume_boxed(
+    /// [`consume_concurrently`](Self::consume_concurrently) boxed, so that a batch can
+    /// re-submit itself.
+    fn consume_concurrently_boxed(
         self: Arc<Self>,
+        listener: ConcurrentlyListener,
         queue: MessageQueue,
         handle: Arc<ProcessQueueHandle>,
         messages: Vec<StoredMessage>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(self.consume(queue, handle, messages))
+        Box::pin(self.consume_concurrently(listener, queue, handle, messages))
     }
 
-    /// `sendMessageBack` with delay level 0 to the master of the queue's broker group.
+    /// `sendMessageBack` (CONSUMER_SEND_MSG_BACK) to the master of the queue's broker group
+    /// with `delay_level` (0: the broker picks `3 + reconsumeTimes`) and the group's max
+    /// reconsume times: beyond it the broker moves the message to the dead-letter queue.
     async fn send_back(
         &self,
         queue: &MessageQueue,
         message: &StoredMessage,
+        delay_level: i32,
     ) -> Result<(), ClientError> {
         let instance = self
             .instance
@@ -714,8 +948,8 @@ impl PushInner {
                 &addr,
                 message,
                 &self.config.group,
-                0,
-                self.config.effective_max_reconsume_times(),
+                delay_level,
+                self.max_reconsume_times(),
                 SEND_BACK_TIMEOUT,
             )
             .await
@@ -827,25 +1061,35 @@ impl DefaultMqPushConsumer {
                     )
                 })
                 .collect();
-            let retry = retry_topic(&group);
-            subscriptions.insert(
-                retry.clone(),
-                SubscriptionData::build(&retry, SUB_ALL, sub_version),
-            );
-            let offset_store = Arc::new(RemoteBrokerOffsetStore::new(
-                group.as_str(),
-                Arc::new(InstanceOffsetBroker::new(&instance)),
-            ));
+            // Clustering groups also consume their retry topic (`copySubscription`);
+            // broadcasting consumers never send back, so they have none.
+            let storage: Arc<dyn OffsetStorage> = match self.config.message_model {
+                MessageModel::Clustering => {
+                    let retry = retry_topic(&group);
+                    subscriptions.insert(
+                        retry.clone(),
+                        SubscriptionData::build(&retry, SUB_ALL, sub_version),
+                    );
+                    Arc::new(InstanceOffsetBroker::new(&instance))
+                }
+                MessageModel::Broadcasting => Arc::new(LocalFileOffsetStorage::new(
+                    self.env.disk.clone(),
+                    &self.config.local_offset_store_dir,
+                    instance.client_id(),
+                    &group,
+                )),
+            };
+            let offset_store = Arc::new(OffsetStore::new(group.as_str(), storage));
             let mut rebalance = Rebalance::new(
                 RebalanceConfig {
                     group: group.clone(),
                     client_id: instance.client_id().to_owned(),
-                    message_model: MessageModel::Clustering,
+                    message_model: self.config.message_model,
                     consume_from_where: self.config.consume_from_where,
                     consume_timestamp_ms: self.config.consume_timestamp_ms,
-                    consume_orderly: false,
+                    consume_orderly: self.listener.is_orderly(),
                 },
-                Arc::new(Averagely),
+                self.config.allocate_strategy.clone(),
                 offset_store.clone(),
                 Arc::new(InstanceRebalanceBroker::new(&instance)),
             );
@@ -857,6 +1101,7 @@ impl DefaultMqPushConsumer {
                 env: self.env.clone(),
                 listener: self.listener.clone(),
                 instance: Arc::downgrade(&instance),
+                message_queue_locks: Mutex::default(),
                 offset_store,
                 rebalance: tokio::sync::Mutex::new(rebalance),
                 subscriptions,
@@ -886,6 +1131,17 @@ impl DefaultMqPushConsumer {
         }
         instance.send_heartbeat_to_all_brokers().await;
         tokio::spawn(inner.clone().rebalance_service());
+        match &inner.listener {
+            MessageListener::Orderly(_)
+                if self.config.message_model == MessageModel::Clustering =>
+            {
+                tokio::spawn(inner.clone().lock_service());
+            }
+            MessageListener::Orderly(_) => {}
+            MessageListener::Concurrently(_) => {
+                tokio::spawn(inner.clone().clean_expired_service());
+            }
+        }
         tracing::info!(%group, client_id = instance.client_id(), "push consumer started");
         Ok(())
     }
@@ -906,9 +1162,31 @@ impl DefaultMqPushConsumer {
         };
         inner.stopped.store(true, Ordering::Release);
         inner.wake.notify_one();
-        inner.persist_consumer_offset().await;
-        for handle in inner.rebalance.lock().await.process_queues().values() {
+        let handles: Vec<Arc<ProcessQueueHandle>> = inner
+            .rebalance
+            .lock()
+            .await
+            .process_queues()
+            .values()
+            .cloned()
+            .collect();
+        for handle in &handles {
             handle.state().set_dropped(true);
+        }
+        let orderly_clustering =
+            inner.listener.is_orderly() && self.config.message_model == MessageModel::Clustering;
+        if orderly_clustering {
+            // Wait out the orderly batches still running, so that their offsets are in the
+            // commit below and no other consumer starts on a queue while one runs here.
+            for handle in &handles {
+                drop(handle.consume_lock().lock().await);
+            }
+        }
+        inner.persist_consumer_offset().await;
+        if orderly_clustering {
+            // After the commit (Java unlocks first), so the next owner starts where this
+            // consumer stopped.
+            inner.rebalance.lock().await.unlock_all(false).await;
         }
         instance.unregister_consumer(&self.config.group).await;
         let members = instance.heartbeat_data();

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use super::allocate::{AllocateError, AllocateMessageQueueStrategy};
 use super::api::ClientError;
-use super::offset_store::{ReadOffset, ReadOffsetType, RemoteBrokerOffsetStore};
+use super::offset_store::{OffsetStore, ReadOffset, ReadOffsetType};
 use super::process_queue::ProcessQueue;
 use crate::broker::topic_config::system_topic::RETRY_GROUP_PREFIX;
 use crate::clock::Instant;
@@ -256,7 +256,7 @@ pub struct RebalanceConfig {
 pub struct Rebalance {
     config: RebalanceConfig,
     strategy: Arc<dyn AllocateMessageQueueStrategy>,
-    offset_store: Arc<RemoteBrokerOffsetStore>,
+    offset_store: Arc<OffsetStore>,
     broker: Arc<dyn RebalanceBroker>,
     /// Topic → subscription (Java's `subscriptionInner`).
     subscriptions: BTreeMap<String, SubscriptionData>,
@@ -271,7 +271,7 @@ impl Rebalance {
     pub fn new(
         config: RebalanceConfig,
         strategy: Arc<dyn AllocateMessageQueueStrategy>,
-        offset_store: Arc<RemoteBrokerOffsetStore>,
+        offset_store: Arc<OffsetStore>,
         broker: Arc<dyn RebalanceBroker>,
     ) -> Self {
         Self {
@@ -585,13 +585,7 @@ impl Rebalance {
     /// LOCK_BATCH_MQ per broker group; granted queues are marked locked at `now`, refused
     /// ones unlocked.
     pub async fn lock_all(&mut self, now: Instant) -> LockAllOutcome {
-        let mut by_broker: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
-        for queue in self.process_queues.keys() {
-            by_broker
-                .entry(queue.broker_name.clone())
-                .or_default()
-                .insert(queue.clone());
-        }
+        let by_broker = self.owned_queues_by_broker();
         let mut outcome = LockAllOutcome::default();
         for (broker_name, queues) in by_broker {
             let body = self.lock_body(queues);
@@ -617,6 +611,41 @@ impl Rebalance {
             }
         }
         outcome
+    }
+
+    /// Drops and removes one queue (`removeProcessQueue`): its offset is committed and
+    /// forgotten and, for an orderly clustering consumer, its broker lock released, as when
+    /// a rebalance takes it away. The next rebalance adds it again if it is still allocated,
+    /// starting from the committed offset. Returns whether the queue was in the table.
+    pub async fn remove_process_queue(&mut self, queue: &MessageQueue) -> bool {
+        let Some(handle) = self.process_queues.remove(queue) else {
+            return false;
+        };
+        handle.state().set_dropped(true);
+        let removal = self.remove_unnecessary_message_queue(queue, &handle).await;
+        tracing::info!(group = %self.config.group, ?queue, ?removal, "remove process queue");
+        true
+    }
+
+    /// Releases the broker locks of every owned queue (`unlockAll`), one UNLOCK_BATCH_MQ per
+    /// broker group, and marks the queues unlocked.
+    pub async fn unlock_all(&self, oneway: bool) {
+        let by_broker = self.owned_queues_by_broker();
+        for (broker_name, queues) in by_broker {
+            let body = self.lock_body(queues);
+            match self.broker.unlock_batch(&broker_name, &body, oneway).await {
+                Ok(()) => {
+                    for queue in &body.mq_set {
+                        if let Some(handle) = self.process_queues.get(queue) {
+                            handle.state().set_locked(false);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(group = %self.config.group, broker_name, %error, "unlockBatchMQ failed");
+                }
+            }
+        }
     }
 
     /// Drops and removes the queues of topics no longer subscribed
@@ -645,6 +674,18 @@ impl Rebalance {
                 state.set_last_lock_timestamp(now);
             }
         }
+    }
+
+    /// The owned queues grouped by broker group, for one batch request per broker.
+    fn owned_queues_by_broker(&self) -> BTreeMap<String, BTreeSet<MessageQueue>> {
+        let mut by_broker: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
+        for queue in self.process_queues.keys() {
+            by_broker
+                .entry(queue.broker_name.clone())
+                .or_default()
+                .insert(queue.clone());
+        }
+        by_broker
     }
 
     fn lock_body(&self, mq_set: BTreeSet<MessageQueue>) -> LockBatchRequestBody {

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 use crate::client::allocate::Averagely;
-use crate::client::offset_store::OffsetBroker;
+use crate::client::offset_store::OffsetStorage;
 use crate::clock::test_support;
 use crate::remoting::response_code;
 
@@ -28,7 +28,7 @@ struct FakeOffsetBroker {
 }
 
 #[async_trait::async_trait]
-impl OffsetBroker for FakeOffsetBroker {
+impl OffsetStorage for FakeOffsetBroker {
     async fn query_offset(
         &self,
         _group: &str,
@@ -141,7 +141,7 @@ struct Consumer {
     rebalance: Rebalance,
     offsets: Arc<FakeOffsetBroker>,
     broker: Arc<FakeBroker>,
-    store: Arc<RemoteBrokerOffsetStore>,
+    store: Arc<OffsetStore>,
 }
 
 /// A consumer subscribed to `topic`, whose route lists `queues`, on brokers shared with
@@ -153,7 +153,7 @@ fn consumer_on(
     offsets: Arc<FakeOffsetBroker>,
     broker: Arc<FakeBroker>,
 ) -> Consumer {
-    let store = Arc::new(RemoteBrokerOffsetStore::new(GROUP, offsets.clone()));
+    let store = Arc::new(OffsetStore::new(GROUP, offsets.clone()));
     let mut rebalance = Rebalance::new(config, Arc::new(Averagely), store.clone(), broker.clone());
     rebalance.set_subscription(SubscriptionData::build(topic, "*", 0));
     rebalance.update_topic_subscribe_info(topic, queues);
