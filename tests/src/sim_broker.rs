@@ -112,10 +112,15 @@ pub fn start_broker_named(
 
 /// The node the simulated clients run on, `client-0` at 10.0.3.1.
 pub fn client_node(handle: &Handle) -> madsim::runtime::NodeHandle {
+    client_node_named(handle, "client-0", "10.0.3.1")
+}
+
+/// A client node named `name` (`producer-0`, `consumer-0`, ...) at `ip`.
+pub fn client_node_named(handle: &Handle, name: &str, ip: &str) -> madsim::runtime::NodeHandle {
     handle
         .create_node()
-        .name("client-0")
-        .ip("10.0.3.1".parse().expect("literal address"))
+        .name(name)
+        .ip(ip.parse().expect("a literal address"))
         .build()
 }
 
