@@ -48,6 +48,7 @@ use std::time::Duration;
 
 use super::api::{ClientError, MqClientApi};
 use super::config::ClientConfig;
+use super::producer::{DefaultMqProducer, ProducerConfig, ProducerError};
 use super::publish_info::TopicPublishInfo;
 use crate::Env;
 use crate::clock::{ClockExt, SharedClock};
@@ -1126,11 +1127,18 @@ fn find_in_subscribe(
     Some((addr.clone(), *id != MASTER_ID))
 }
 
+/// The internal producer of one client id, started on first use.
+type InnerProducerCell = Arc<tokio::sync::OnceCell<Arc<DefaultMqProducer>>>;
+
 /// One client instance per client id (Java's `MQClientManager`). A process (or a simulated
-/// node) keeps one registry; producers and consumers get their instance from it.
+/// node) keeps one registry; producers and consumers get their instance from it, and push
+/// consumers the instance's internal producer ([`inner_producer`](Self::inner_producer)).
 #[derive(Debug, Default)]
 pub struct ClientInstanceRegistry {
     instances: Mutex<BTreeMap<String, Arc<ClientInstance>>>,
+    /// Client id → the producer of group [`CLIENT_INNER_PRODUCER_GROUP`] (Java's
+    /// `MQClientInstance.defaultMQProducer`).
+    inner_producers: Mutex<BTreeMap<String, InnerProducerCell>>,
 }
 
 impl ClientInstanceRegistry {
@@ -1167,6 +1175,49 @@ impl ClientInstanceRegistry {
     /// Forgets the instance of `client_id` (`removeClientFactory`, after its shutdown).
     pub fn remove(&self, client_id: &str) -> Option<Arc<ClientInstance>> {
         lock(&self.instances).remove(client_id)
+    }
+
+    /// The internal producer (group [`CLIENT_INNER_PRODUCER_GROUP`]) of the instance of
+    /// `config`'s client id, created and started on first use. Push consumers re-send a
+    /// message to their retry topic through it when CONSUMER_SEND_MSG_BACK fails.
+    pub async fn inner_producer(
+        self: &Arc<Self>,
+        env: &Env,
+        config: &ClientConfig,
+    ) -> Result<Arc<DefaultMqProducer>, ProducerError> {
+        let cell = lock(&self.inner_producers)
+            .entry(config.client_id())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let mut producer_config = ProducerConfig::new(CLIENT_INNER_PRODUCER_GROUP, "");
+            producer_config.client = config.clone();
+            let producer = DefaultMqProducer::new(env, self.clone(), producer_config);
+            producer.start().await?;
+            Ok(Arc::new(producer))
+        })
+        .await
+        .cloned()
+    }
+
+    /// Shuts `instance` down and forgets it when no producer or consumer uses it any more
+    /// (its internal producer aside, as Java's `MQClientInstance.shutdown` checks). Producers
+    /// and consumers call it after unregistering themselves; returns whether it did.
+    pub async fn release_if_unused(&self, instance: &Arc<ClientInstance>) -> bool {
+        let members = instance.heartbeat_data();
+        let unused = members.consumer_data_set.is_empty()
+            && members
+                .producer_data_set
+                .iter()
+                .all(|producer| producer.group_name == CLIENT_INNER_PRODUCER_GROUP);
+        if !unused {
+            return false;
+        }
+        // The instance's shutdown unregisters the internal producer's group too.
+        lock(&self.inner_producers).remove(instance.client_id());
+        instance.shutdown().await;
+        self.remove(instance.client_id());
+        true
     }
 }
 

@@ -802,11 +802,7 @@ impl DefaultMqProducer {
         };
         let Some(instance) = instance else { return };
         instance.unregister_producer(&self.config.group).await;
-        let members = instance.heartbeat_data();
-        if members.producer_data_set.is_empty() && members.consumer_data_set.is_empty() {
-            instance.shutdown().await;
-            self.registry.remove(instance.client_id());
-        }
+        self.registry.release_if_unused(&instance).await;
         tracing::info!(group = %self.config.group, "producer shut down");
     }
 

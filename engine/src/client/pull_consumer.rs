@@ -366,11 +366,7 @@ impl DefaultMqPullConsumer {
         };
         inner.persist_consumer_offset().await;
         instance.unregister_consumer(&self.config.group).await;
-        let members = instance.heartbeat_data();
-        if members.producer_data_set.is_empty() && members.consumer_data_set.is_empty() {
-            instance.shutdown().await;
-            self.registry.remove(instance.client_id());
-        }
+        self.registry.release_if_unused(&instance).await;
         tracing::info!(group = %self.config.group, "pull consumer shut down");
     }
 

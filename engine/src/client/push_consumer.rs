@@ -12,8 +12,10 @@
 //!   a bound of `consume_thread_max`, remove their messages from the cache and record the
 //!   commit offset (the smallest offset still cached). A batch the listener asks to
 //!   reconsume later is sent back to the broker (CONSUMER_SEND_MSG_BACK, delay level 0: the
-//!   broker picks `3 + reconsumeTimes`) and comes back via `%RETRY%group`; a message stuck in
-//!   the listener longer than `consume_timeout` is sent back the same way;
+//!   broker picks `3 + reconsumeTimes`) and comes back via `%RETRY%group` — or, when that
+//!   request fails, re-sent there through the instance's internal producer
+//!   ([`retry_message`]); if both fail it is consumed again locally after 5 s. A message
+//!   stuck in the listener longer than `consume_timeout` is sent back the same way;
 //! - **orderly** consumption ([`MessageListener::Orderly`], see [`orderly`]): one task per
 //!   queue consumes batch after batch in queue order, only while this client holds the
 //!   queue's broker lock (LOCK_BATCH_MQ, renewed every 20 s).
@@ -28,9 +30,7 @@
 //! then releases its queue locks.
 //!
 //! Deviations from Java: hooks, namespaces and SQL92 are not implemented; the subscription
-//! is always posted with each pull (`postSubscriptionWhenPull = true`); a failed send-back is
-//! re-consumed locally after 5 s without Java's fallback send through the internal producer;
-//! per-topic re-spreading of the flow-control thresholds is not done (each queue uses the
+//! is always posted with each pull (`postSubscriptionWhenPull = true`); per-topic re-spreading of the flow-control thresholds is not done (each queue uses the
 //! configured ones); the NOTIFY_CONSUMER_IDS_CHANGED processor is only installed when this
 //! consumer creates the client instance.
 
@@ -53,7 +53,7 @@ use super::offset_store::{
     OffsetStore, ReadOffset, ReadOffsetType,
 };
 use super::process_queue::{EXPIRED_MESSAGE_DELAY_LEVEL, FlowControlThresholds};
-use super::producer::{GroupNameError, check_group_name};
+use super::producer::{GroupNameError, Message, ProducerError, check_group_name};
 use super::pull_consumer::{
     ADMIN_TIMEOUT, DEFAULT_CONSUMER_GROUP, build_pull_sys_flag, filter_by_tags,
 };
@@ -313,6 +313,56 @@ pub fn reset_retry_topic(messages: &mut [StoredMessage], group: &str) {
     }
 }
 
+/// Why a message could not be sent back: CONSUMER_SEND_MSG_BACK failed and so did the
+/// re-send to the retry topic. The consumer consumes the message again locally later.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "CONSUMER_SEND_MSG_BACK failed ({back}); the re-send to the retry topic failed too: {resend}"
+)]
+pub struct SendBackError {
+    /// Why CONSUMER_SEND_MSG_BACK failed.
+    pub back: ClientError,
+    /// Why the re-send through the internal producer failed.
+    pub resend: ProducerError,
+}
+
+/// The message a consumer re-sends to its group's retry topic when CONSUMER_SEND_MSG_BACK
+/// fails (the fallback of Java's `sendMessageBack`): the body, flag and properties of
+/// `message`, with `ORIGIN_MESSAGE_ID` (kept from an earlier retry, else the message's
+/// id), `RETRY_TOPIC` (the topic it was consumed from), `RECONSUME_TIME` (one more) and
+/// `MAX_RECONSUME_TIMES`, the transaction-prepared mark cleared, and delay level
+/// `3 + reconsumeTimes`. The producer moves the two counters into the send header, where
+/// the broker's retry/DLQ rule reads them.
+pub fn retry_message(message: &StoredMessage, group: &str, max_reconsume_times: i32) -> Message {
+    let mut properties = message.properties_map();
+    let origin = properties
+        .get(property_key::ORIGIN_MESSAGE_ID)
+        .filter(|id| !id.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| message.msg_id.clone());
+    properties.insert(property_key::ORIGIN_MESSAGE_ID.to_owned(), origin);
+    properties.insert(property_key::RETRY_TOPIC.to_owned(), message.topic.clone());
+    properties.insert(
+        property_key::RECONSUME_TIME.to_owned(),
+        (message.reconsume_times + 1).to_string(),
+    );
+    properties.insert(
+        property_key::MAX_RECONSUME_TIMES.to_owned(),
+        max_reconsume_times.to_string(),
+    );
+    properties.remove(property_key::TRAN_MSG);
+    properties.insert(
+        property_key::DELAY.to_owned(),
+        (3 + message.reconsume_times).to_string(),
+    );
+    Message {
+        topic: retry_topic(group),
+        flag: message.flag,
+        properties,
+        body: message.body.clone().unwrap_or_default(),
+    }
+}
+
 /// Splits pulled messages into consume batches of at most `batch_max` (at least 1).
 pub fn consume_batches(messages: Vec<StoredMessage>, batch_max: usize) -> Vec<Vec<StoredMessage>> {
     let batch_max = batch_max.max(1);
@@ -455,6 +505,8 @@ struct PushInner {
     env: Env,
     listener: MessageListener,
     instance: Weak<ClientInstance>,
+    /// Where the internal producer of the fallback send-back comes from.
+    registry: Arc<ClientInstanceRegistry>,
     /// Queue → the lock an orderly consume task holds while it runs (Java's
     /// `MessageQueueLock`), so that one task at a time consumes a queue.
     message_queue_locks: Mutex<BTreeMap<MessageQueue, Arc<tokio::sync::Mutex<()>>>>,
@@ -926,10 +978,37 @@ impl PushInner {
         Box::pin(self.consume_concurrently(listener, queue, handle, messages))
     }
 
-    /// `sendMessageBack` (CONSUMER_SEND_MSG_BACK) to the master of the queue's broker group
-    /// with `delay_level` (0: the broker picks `3 + reconsumeTimes`) and the group's max
-    /// reconsume times: beyond it the broker moves the message to the dead-letter queue.
+    /// `sendMessageBack`: CONSUMER_SEND_MSG_BACK to the master of the queue's broker group
+    /// with `delay_level` (0: the broker picks `3 + reconsumeTimes`; negative: straight to
+    /// the dead-letter queue) and the group's max reconsume times, beyond which the broker
+    /// moves the message to the dead-letter queue. When that fails, the message is re-sent
+    /// to the group's retry topic through the client instance's internal producer
+    /// ([`retry_message`]).
     async fn send_back(
+        &self,
+        queue: &MessageQueue,
+        message: &StoredMessage,
+        delay_level: i32,
+    ) -> Result<(), SendBackError> {
+        let Err(back) = self.send_back_to_broker(queue, message, delay_level).await else {
+            return Ok(());
+        };
+        tracing::warn!(?queue, offset = message.queue_offset, error = %back,
+            "CONSUMER_SEND_MSG_BACK failed; re-sending to the retry topic");
+        let mut retry = retry_message(message, &self.config.group, self.max_reconsume_times());
+        let resent = match self
+            .registry
+            .inner_producer(&self.env, &self.config.client)
+            .await
+        {
+            Ok(producer) => producer.send(&mut retry).await.map(drop),
+            Err(error) => Err(error),
+        };
+        resent.map_err(|resend| SendBackError { back, resend })
+    }
+
+    /// CONSUMER_SEND_MSG_BACK itself (`MQClientAPIImpl.consumerSendMessageBack`).
+    async fn send_back_to_broker(
         &self,
         queue: &MessageQueue,
         message: &StoredMessage,
@@ -1101,6 +1180,7 @@ impl DefaultMqPushConsumer {
                 env: self.env.clone(),
                 listener: self.listener.clone(),
                 instance: Arc::downgrade(&instance),
+                registry: self.registry.clone(),
                 message_queue_locks: Mutex::default(),
                 offset_store,
                 rebalance: tokio::sync::Mutex::new(rebalance),
@@ -1189,17 +1269,15 @@ impl DefaultMqPushConsumer {
             inner.rebalance.lock().await.unlock_all(false).await;
         }
         instance.unregister_consumer(&self.config.group).await;
-        let members = instance.heartbeat_data();
-        if members.producer_data_set.is_empty() && members.consumer_data_set.is_empty() {
-            instance.shutdown().await;
-            self.registry.remove(instance.client_id());
-        }
+        self.registry.release_if_unused(&instance).await;
         tracing::info!(group = %self.config.group, "push consumer shut down");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn message(topic: &str, offset: i64, properties: &BTreeMap<String, String>) -> StoredMessage {
@@ -1247,6 +1325,45 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert_eq!(consume_batches(messages, 0).len(), 5);
+    }
+
+    #[test]
+    fn retry_message_carries_what_the_broker_needs_for_retry_and_dlq() {
+        let props = BTreeMap::from([
+            (property_key::UNIQ_KEY.to_owned(), "U1".to_owned()),
+            (property_key::TRAN_MSG.to_owned(), "true".to_owned()),
+            ("TAGS".to_owned(), "TagA".to_owned()),
+        ]);
+        let mut original = message("T", 7, &props);
+        original.msg_id = "MSGID".into();
+        original.reconsume_times = 2;
+        original.flag = 5;
+        original.body = Some(Bytes::from_static(b"payload"));
+        let retry = retry_message(&original, "cg", 16);
+        assert_eq!(retry.topic, "%RETRY%cg");
+        assert_eq!(retry.flag, 5);
+        assert_eq!(&retry.body[..], b"payload");
+        let expect = |key: &str, value: &str| assert_eq!(retry.property(key), Some(value), "{key}");
+        expect(property_key::ORIGIN_MESSAGE_ID, "MSGID");
+        expect(property_key::RETRY_TOPIC, "T");
+        expect(property_key::RECONSUME_TIME, "3");
+        expect(property_key::MAX_RECONSUME_TIMES, "16");
+        expect(property_key::DELAY, "5");
+        expect(property_key::UNIQ_KEY, "U1");
+        expect("TAGS", "TagA");
+        assert_eq!(retry.property(property_key::TRAN_MSG), None);
+
+        // A message already retried keeps its first origin id.
+        let mut again = original.clone();
+        again.properties = crate::store::message::encode_properties(&BTreeMap::from([(
+            property_key::ORIGIN_MESSAGE_ID.to_owned(),
+            "FIRST".to_owned(),
+        )]));
+        let retry = retry_message(&again, "cg", 16);
+        assert_eq!(
+            retry.property(property_key::ORIGIN_MESSAGE_ID),
+            Some("FIRST")
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //!
 //! Deviations from Java: a batch that reached the max reconsume times goes to the
 //! dead-letter queue through CONSUMER_SEND_MSG_BACK with a negative delay level (the
-//! broker's "to DLQ now" rule) rather than a re-send through the internal producer — the
-//! broker stores the same DLQ message; the listener's `autoCommit = false` mode (deprecated
+//! broker's "to DLQ now" rule), and only when that fails through the internal producer,
+//! which Java uses at once — the broker stores the same DLQ message; the listener's `autoCommit = false` mode (deprecated
 //! in Java) is not offered.
 
 use std::sync::Arc;
