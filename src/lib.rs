@@ -1,6 +1,8 @@
-//! ferrocket's binaries (`mqnamesrv`, `mqbroker`, ...): thin wrappers that parse the command
-//! line and Java-properties config files, bind the engine to tokio and memory-mapped files,
-//! and run until SIGINT/SIGTERM.
+//! ferrocket: the binaries (`mqnamesrv`, `mqbroker`, ...) — thin wrappers that parse the
+//! command line and Java-properties config files, bind the engine to tokio and memory-mapped
+//! files, and run until SIGINT/SIGTERM — and the ready-to-use Rust client ([`client`]).
+
+pub mod client;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
