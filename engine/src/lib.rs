@@ -16,6 +16,8 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod disk;
+#[cfg(madsim)]
+pub mod fault_points;
 pub mod namesrv;
 pub mod net;
 pub mod protocol;

@@ -6,8 +6,12 @@
 //!   contract (power loss, torn pages, undone creations and removals) and fault injection.
 //! - [`disk_conformance`]: the behaviour every `Disk` implementation shares, as async
 //!   checks run against both `SimDisk` and the production `MmapDisk`.
+//! - `cluster` (simulated build only): the cluster harness — name server and brokers as
+//!   madsim nodes configured like the binaries, and the faults scenarios inject.
 
 pub mod clock;
+#[cfg(madsim)]
+pub mod cluster;
 pub mod disk;
 pub mod disk_conformance;
 

@@ -8,9 +8,7 @@ use std::time::Duration;
 use ferrocket_engine::broker::config::BrokerConfig;
 use ferrocket_engine::broker::controller::BrokerController;
 use ferrocket_engine::namesrv::{NamesrvConfig, NamesrvController};
-use ferrocket_engine::remoting::headers::{
-    CreateTopicRequestHeader, PullMessageRequestHeader, SendMessageRequestHeaderV2,
-};
+use ferrocket_engine::remoting::headers::{PullMessageRequestHeader, SendMessageRequestHeaderV2};
 use ferrocket_engine::remoting::transport::{
     ClientConfig, NettyServerConfig, ProcessorTable, RemotingClient,
 };
@@ -192,34 +190,7 @@ pub async fn send_eventually(client: &RemotingClient, request: RemotingCommand) 
     panic!("the broker never accepted a send");
 }
 
-/// Creates `topic` with `queue_nums` read and write queues on the broker at `addr`
-/// (UPDATE_AND_CREATE_TOPIC, as `mqadmin updateTopic` does), retrying until the broker
-/// accepts.
-pub async fn create_topic(client: &RemotingClient, addr: &str, topic: &str, queue_nums: i32) {
-    let header = CreateTopicRequestHeader {
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        read_queue_nums: queue_nums,
-        write_queue_nums: queue_nums,
-        perm: 6,
-        topic_filter_type: "SINGLE_TAG".into(),
-        topic_sys_flag: None,
-        order: false,
-    };
-    let request =
-        RemotingCommand::request_with_header(request_code::UPDATE_AND_CREATE_TOPIC, &header);
-    for _ in 0..100 {
-        if let Ok(response) = client
-            .invoke(addr, request.clone(), Duration::from_secs(3))
-            .await
-            && response.code == response_code::SUCCESS
-        {
-            return;
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the broker at {addr} never created {topic}");
-}
+pub use ferrocket_sim::cluster::create_topic;
 
 /// Every message of `topic` queue `queue_id` on [`BROKER`] from offset 0, pulling without
 /// suspension.

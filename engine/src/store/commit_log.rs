@@ -388,6 +388,10 @@ impl CommitLog {
     /// Waits until the durable end reaches `end_offset`; `false` after `timeout` or when the
     /// commit log is fenced (the caller answers FLUSH_DISK_TIMEOUT).
     pub async fn wait_for_flush(&self, end_offset: u64, timeout: Duration) -> bool {
+        #[cfg(madsim)]
+        if crate::fault_points::ack_sync_flush_before_sync() {
+            return !self.is_fenced();
+        }
         let wait = self
             .flushed
             .wait_until(|flushed| flushed >= end_offset || self.is_fenced());
@@ -636,6 +640,16 @@ pub async fn run_flush_service(commit_log: Arc<CommitLog>, policy: FlushPolicy) 
         }
         let least_pages = match &policy {
             FlushPolicy::Sync => {
+                #[cfg(madsim)]
+                if crate::fault_points::ack_sync_flush_before_sync() {
+                    clock
+                        .sleep(crate::fault_points::BUGGY_SYNC_FLUSH_INTERVAL)
+                        .await;
+                    if commit_log.flush(0).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 commit_log
                     .wait_written_past(commit_log.flushed_offset())
                     .await;
