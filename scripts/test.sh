@@ -3,7 +3,8 @@
 #
 #   formatting · clippy -D warnings in the normal and the simulated (--cfg madsim) build ·
 #   every test in both builds (fuzz-input replay included) · the simulation tests again with
-#   madsim's determinism self-check
+#   madsim's determinism self-check and over many seeds · the simulation scenarios (named and
+#   swarm) over a seed range, and their determinism check
 #
 # The simulated build keeps its own target dir (target/sim) so switching never rebuilds.
 # Ends with one line "N passed, N failed" summing every cargo test run.
@@ -54,7 +55,12 @@ done
 step "simulation seed sweep"
 MADSIM_TEST_NUM="${SIM_SEEDS:-100}" run_tests sim cargo test --locked -p ferrocket-tests
 
-passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+step "simulation scenarios: every named scenario and a swarm plan per seed, then a determinism check"
+sim cargo build --locked -q -p ferrocket-scenarios --bin scenarios
+run_tests target/sim/debug/scenarios --swarm --seeds "0..${SCENARIO_SEEDS:-40}"
+run_tests target/sim/debug/scenarios --swarm --seeds 0..2 --check-determinism
+
+passed=$(grep -Eo '(test result: [a-zA-Z]+\.|scenario result:) [0-9]+ passed' "$log" | awk '{s+=$(NF-1)} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo
 echo "$passed passed, $failed failed"

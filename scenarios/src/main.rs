@@ -1,10 +1,11 @@
 //! `scenarios`: sweeps simulation scenarios over seeds.
 //!
 //! ```text
-//! scenarios [--scenario NAME]... [--swarm] [--seeds A..B] [--check-determinism] [--verbose]
+//! scenarios [--scenario NAME]... [--swarm | --swarm-only] [--seeds A..B] [--check-determinism] [--verbose]
 //! ```
 //!
-//! Without `--scenario` or `--swarm` every named scenario runs. Exits non-zero when any
+//! Without `--scenario` every named scenario runs (none with `--swarm-only`); `--swarm`
+//! adds a plan drawn from each seed. Exits non-zero when any
 //! seed fails and prints, for each failure, the command that replays it with full tracing.
 //! Only the simulated build (`RUSTFLAGS="--cfg madsim"`) can run scenarios.
 
@@ -45,6 +46,9 @@ mod sweep {
         /// Also run a swarm plan drawn from each seed.
         #[arg(long)]
         swarm: bool,
+        /// Run only the swarm plans.
+        #[arg(long, conflicts_with = "scenarios")]
+        swarm_only: bool,
         /// Seeds to run, `A..B` (B excluded) or a single seed.
         #[arg(long, default_value = "0..10", value_parser = parse_seeds)]
         seeds: Range<u64>,
@@ -91,7 +95,7 @@ mod sweep {
 
     fn replay_command(args: &Args, scenario: &str, seed: u64) -> String {
         let which = if scenario.starts_with("swarm") {
-            "--swarm".to_owned()
+            "--swarm-only".to_owned()
         } else {
             format!("--scenario {scenario}")
         };
@@ -122,16 +126,17 @@ mod sweep {
                 .try_init();
         }
         let mut named: Vec<String> = args.scenarios.clone();
-        if named.is_empty() && !args.swarm {
+        if named.is_empty() && !args.swarm_only {
             named = catalog::NAMES.iter().map(|s| (*s).to_owned()).collect();
         }
+        let swarm = args.swarm || args.swarm_only;
         for name in &named {
             if catalog::story(name).is_none() {
                 eprintln!("unknown scenario {name:?}; --list shows them");
                 return ExitCode::from(2);
             }
         }
-        let per_seed = named.len() + usize::from(args.swarm);
+        let per_seed = named.len() + usize::from(swarm);
         let total = (args.seeds.end - args.seeds.start) * per_seed as u64;
         let progress = ProgressBar::new(total);
         progress.set_style(
@@ -148,7 +153,7 @@ mod sweep {
                 .iter()
                 .filter_map(|name| catalog::story(name))
                 .collect();
-            if args.swarm {
+            if swarm {
                 stories.push(swarm::plan(seed));
             }
             for mut story in stories {
@@ -176,6 +181,11 @@ mod sweep {
         }
         progress.finish_and_clear();
         println!("{}", summary.table());
+        println!(
+            "scenario result: {} passed; {} failed",
+            total as usize - failures.len(),
+            failures.len()
+        );
         if failures.is_empty() {
             println!("all {total} runs passed");
             ExitCode::SUCCESS

@@ -44,6 +44,9 @@ impl SeedOutcome {
 /// cannot capture).
 static DETERMINISM_STORY: Mutex<Option<Story>> = Mutex::new(None);
 
+/// Held for a whole determinism check.
+static DETERMINISM_CHECK: Mutex<()> = Mutex::new(());
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
@@ -56,6 +59,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub fn run_seed(story: &Story, seed: u64, check_determinism: bool) -> SeedOutcome {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if check_determinism {
+            // One check at a time: the story travels through a static.
+            let _one_at_a_time = DETERMINISM_CHECK.lock().unwrap_or_else(|p| p.into_inner());
             *DETERMINISM_STORY.lock().unwrap_or_else(|p| p.into_inner()) = Some(story.clone());
             Runtime::check_determinism(seed, Config::default(), || async {
                 let story = DETERMINISM_STORY
