@@ -92,8 +92,10 @@ fn loss_allowed(history: &History, broker: &str, started: std::time::Duration) -
 }
 
 /// Whether the message acknowledged at `queue_offset` of `broker`/`queue_id` at `at` took
-/// an offset that an ASYNC_FLUSH power loss before `at` had freed: some message acknowledged
-/// before that crash held the same or a later offset of the queue.
+/// an offset that an ASYNC_FLUSH power loss before `at` had freed: before that crash, the
+/// queue already held a message at the same or a later offset — one the broker acknowledged
+/// or delivered before it was restarted (an answer may still be on the wire when the power
+/// goes, but nothing is written while the broker is down).
 fn reused_offset(
     history: &History,
     broker: &str,
@@ -104,16 +106,24 @@ fn reused_offset(
     if history.durability.get(broker) != Some(&Durability::AsyncFlush) {
         return false;
     }
+    let held_before = |written_by: std::time::Duration| {
+        let acked = history.acked().any(|(_, send)| {
+            matches!(&send.outcome, SendOutcome::Acked { broker: b, queue_id: q, queue_offset: o, at: acked_at }
+                if b == broker && *q == queue_id && *o >= queue_offset && *acked_at < written_by)
+        });
+        acked
+            || history.deliveries.iter().any(|d| {
+                d.broker == broker
+                    && d.queue_id == queue_id
+                    && d.queue_offset >= queue_offset
+                    && d.at < written_by
+            })
+    };
     history
         .crashes
         .iter()
         .filter(|crash| crash.broker == broker && crash.power_loss && crash.at <= at)
-        .any(|crash| {
-            history.acked().any(|(_, send)| {
-                matches!(&send.outcome, SendOutcome::Acked { broker: b, queue_id: q, queue_offset: o, at: acked_at }
-                    if b == broker && *q == queue_id && *o >= queue_offset && *acked_at <= crash.at)
-            })
-        })
+        .any(|crash| held_before(crash.restarted.unwrap_or(crash.at)))
 }
 
 /// See the module docs.
@@ -371,7 +381,17 @@ pub fn liveness(history: &History) -> Vec<String> {
                         && !delivered.contains(body.as_str())
                         && !reused_offset(history, broker, *queue_id, *queue_offset, *at)
                 })
-                .map(|(body, _)| format!("{body} acknowledged and stored but never delivered")),
+                .map(|(body, send)| match &send.outcome {
+                    SendOutcome::Acked {
+                        broker,
+                        queue_id,
+                        queue_offset,
+                        at,
+                    } => format!(
+                        "{body} acknowledged by {broker} q{queue_id}@{queue_offset} at {at:?}, stored, never delivered"
+                    ),
+                    SendOutcome::Failed { .. } => format!("{body} stored, never delivered"),
+                }),
         );
     }
     report("liveness", problems)
@@ -441,6 +461,7 @@ mod tests {
             broker: "broker-a".into(),
             power_loss: true,
             at: secs(3),
+            restarted: None,
         });
         let violations = no_acked_message_lost(&history);
         assert_eq!(violations.len(), 1);
@@ -501,6 +522,7 @@ mod tests {
             broker: "broker-a".into(),
             power_loss: true,
             at: secs(3),
+            restarted: None,
         });
         acked(&mut reuse, "m-2", 2, 1, 4);
         stored(&mut reuse, "m-2", 2);
@@ -524,6 +546,7 @@ mod tests {
             broker: "broker-a".into(),
             power_loss: false,
             at: secs(1),
+            restarted: None,
         });
         assert!(committed_offsets_monotonic(&history).is_empty());
     }

@@ -94,6 +94,9 @@ pub struct CrashEvent {
     pub power_loss: bool,
     /// When.
     pub at: Duration,
+    /// When the broker was started again (`None`: not yet). Until then it wrote nothing, so
+    /// whatever it acknowledged or delivered before this was written before the crash.
+    pub restarted: Option<Duration>,
 }
 
 /// A committed consumer offset read back from a broker.
@@ -139,6 +142,18 @@ impl History {
         self.sends
             .iter()
             .filter(|(_, send)| matches!(send.outcome, SendOutcome::Acked { .. }))
+    }
+
+    /// Notes that `broker`, crashed, was started again at `at`.
+    pub fn record_restart(&mut self, broker: &str, at: Duration) {
+        if let Some(crash) = self
+            .crashes
+            .iter_mut()
+            .rev()
+            .find(|crash| crash.broker == broker && crash.restarted.is_none())
+        {
+            crash.restarted = Some(at);
+        }
     }
 
     /// How many sends were acknowledged.

@@ -60,7 +60,12 @@ pub enum SendMode {
     Sync,
     /// Messages ordered by key (8 keys): one queue per key.
     Orderly,
+    /// Batches of [`BATCH_SIZE`] messages, each batch to one queue.
+    Batch,
 }
+
+/// Messages per batch of [`SendMode::Batch`].
+pub const BATCH_SIZE: usize = 4;
 
 /// The workload.
 #[derive(Debug, Clone)]
@@ -75,6 +80,8 @@ pub struct Workload {
     pub consumers: usize,
     /// Whether the consumers consume orderly.
     pub orderly_consumers: bool,
+    /// Whether the consumers broadcast (each gets every message; offsets kept locally).
+    pub broadcast: bool,
     /// Queues of the topic on each broker.
     pub queues_per_broker: i32,
 }
@@ -87,6 +94,7 @@ impl Default for Workload {
             mode: SendMode::Sync,
             consumers: 1,
             orderly_consumers: false,
+            broadcast: false,
             queues_per_broker: 4,
         }
     }
@@ -130,6 +138,10 @@ pub enum Fault {
     StopConsumer(usize),
     /// Start consumer `n` again (a new incarnation).
     StartConsumer(usize),
+    /// Every link's one-way latency in this range (ms), until [`Fault::NormalLatency`].
+    SlowNetwork(u64, u64),
+    /// madsim's default latency again.
+    NormalLatency,
 }
 
 /// A deliberate bug the story switches on, to prove the checkers catch it.
@@ -275,9 +287,18 @@ pub async fn run(story: &Story) -> RunReport {
             let producer =
                 DefaultMqProducer::new(&env, Arc::new(ClientInstanceRegistry::new()), config);
             producer.start().await.expect("the producer starts");
-            for seq in 0..workload.sends {
-                send_one(&producer, &history, start, &workload, "p0", seq as u64).await;
-                sleep(workload.interval).await;
+            let step = if workload.mode == SendMode::Batch {
+                BATCH_SIZE
+            } else {
+                1
+            };
+            for seq in (0..workload.sends).step_by(step) {
+                if workload.mode == SendMode::Batch {
+                    send_batch(&producer, &history, start, "p0", seq as u64).await;
+                } else {
+                    send_one(&producer, &history, start, &workload, "p0", seq as u64).await;
+                }
+                sleep(workload.interval * step as u32).await;
             }
             // The liveness phase, once the orchestrator says every fault healed.
             let _ = live_rx.recv().await;
@@ -320,6 +341,7 @@ pub async fn run(story: &Story) -> RunReport {
     let mut cut: Vec<(NodeId, NodeId)> = Vec::new();
     let mut faulty_disks: BTreeSet<String> = BTreeSet::new();
     let mut stopped: BTreeSet<usize> = BTreeSet::new();
+    let mut slow_network = false;
     for (at, fault) in &story.timeline {
         sleep_until(start + *at).await;
         tracing::info!(?at, ?fault, "timeline");
@@ -333,12 +355,14 @@ pub async fn run(story: &Story) -> RunReport {
                         broker: broker.clone(),
                         power_loss: *kind == CrashKind::PowerLoss,
                         at: start.elapsed(),
+                        restarted: None,
                     });
                 }
             }
             Fault::Restart(broker) => {
                 if down.remove(broker) {
                     cluster.restart(cluster.broker(broker));
+                    history.record_restart(broker, start.elapsed());
                 }
             }
             Fault::Pause(broker) => {
@@ -385,6 +409,14 @@ pub async fn run(story: &Story) -> RunReport {
                     let _ = consumer_tx.send(ConsumerCommand::Start(*n));
                 }
             }
+            Fault::SlowNetwork(low, high) => {
+                cluster.set_latency(Duration::from_millis(*low)..Duration::from_millis(*high));
+                slow_network = true;
+            }
+            Fault::NormalLatency => {
+                cluster.reset_latency();
+                slow_network = false;
+            }
         }
         history.disturbed |= !matches!(fault, Fault::ClockJump(..));
         drop(history);
@@ -396,6 +428,9 @@ pub async fn run(story: &Story) -> RunReport {
         start + faulty_phase.max(story.timeline.last().map(|(at, _)| *at).unwrap_or_default()),
     )
     .await;
+    if slow_network {
+        cluster.reset_latency();
+    }
     for broker in std::mem::take(&mut faulty_disks) {
         cluster.set_disk_faults(cluster.broker(&broker), SimDiskFaults::default());
     }
@@ -407,6 +442,7 @@ pub async fn run(story: &Story) -> RunReport {
     }
     for broker in std::mem::take(&mut down) {
         cluster.restart(cluster.broker(&broker));
+        lock(&history).record_restart(&broker, start.elapsed());
     }
     // A broker whose restart failed (its disk was full, say) exited; it is started again
     // now that its disk is fine, as an operator would.
@@ -526,6 +562,50 @@ async fn send_one(
     body
 }
 
+/// Sends a batch of [`BATCH_SIZE`] messages, sequence numbers from `first`, and records
+/// each: a batch lands in one queue at consecutive offsets from the acknowledged one.
+async fn send_batch(
+    producer: &DefaultMqProducer,
+    history: &Mutex<History>,
+    start: Instant,
+    name: &str,
+    first: u64,
+) {
+    let bodies: Vec<String> = (first..first + BATCH_SIZE as u64)
+        .map(|seq| format!("{name}-{seq}"))
+        .collect();
+    let mut messages: Vec<Message> = bodies
+        .iter()
+        .map(|body| Message::new(TOPIC, body.clone()))
+        .collect();
+    let started = start.elapsed();
+    let result = producer.send_batch(&mut messages).await;
+    let mut history = lock(history);
+    for (i, body) in bodies.into_iter().enumerate() {
+        let outcome = match &result {
+            Ok(sent) => SendOutcome::Acked {
+                broker: sent.queue.broker_name.clone(),
+                queue_id: sent.queue.queue_id,
+                queue_offset: sent.queue_offset + i as i64,
+                at: start.elapsed(),
+            },
+            Err(error) => SendOutcome::Failed {
+                error: error.to_string(),
+            },
+        };
+        history.sends.insert(
+            body,
+            SendRecord {
+                producer: name.to_owned(),
+                seq: first + i as u64,
+                order_key: None,
+                started,
+                outcome,
+            },
+        );
+    }
+}
+
 /// The consumer node: starts the workload's consumers and follows the orchestrator's
 /// commands until told to stop them all.
 async fn consumers(
@@ -542,7 +622,11 @@ async fn consumers(
         let name = format!("consumer-{n}.{incarnation}");
         let mut config = PushConsumerConfig::new(GROUP, namesrv.clone());
         config.consume_from_where = ConsumeFromWhere::ConsumeFromFirstOffset;
-        config.message_model = MessageModel::Clustering;
+        config.message_model = if workload.broadcast {
+            MessageModel::Broadcasting
+        } else {
+            MessageModel::Clustering
+        };
         config
             .subscriptions
             .insert(TOPIC.to_owned(), "*".to_owned());

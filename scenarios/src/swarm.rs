@@ -2,8 +2,8 @@
 //! (TigerBeetle's VOPR idea: most bugs need a particular mix of faults, and a fixed mix
 //! never finds them). The drawn plan is a [`Story`], printed before the run.
 //!
-//! A plan picks each broker group's flush mode, the workload (send mode, 0–3 consumers,
-//! orderly or not), a subset of the fault kinds, and a timeline over the producer's
+//! A plan picks each broker group's flush mode, the workload (sync, ordered or batch sends;
+//! 0–3 consumers, concurrent, orderly or broadcasting), a subset of the fault kinds, and a timeline over the producer's
 //! sending phase where every fault is undone after 1–8 s (a crash by a restart, a
 //! partition by a heal, a pause by a resume, a disk fault by clearing it) — the harness
 //! heals anything left at the end anyway.
@@ -37,9 +37,11 @@ pub enum FaultKind {
     DiskFault,
     /// A consumer leaves and comes back.
     ConsumerChurn,
+    /// Every link slows down.
+    SlowNetwork,
 }
 
-const KINDS: [FaultKind; 9] = [
+const KINDS: [FaultKind; 10] = [
     FaultKind::ProcessCrash,
     FaultKind::PowerLoss,
     FaultKind::Pause,
@@ -49,6 +51,7 @@ const KINDS: [FaultKind; 9] = [
     FaultKind::ClockJump,
     FaultKind::DiskFault,
     FaultKind::ConsumerChurn,
+    FaultKind::SlowNetwork,
 ];
 
 const BROKERS: [&str; 2] = ["broker-a", "broker-b"];
@@ -68,17 +71,19 @@ pub fn plan(seed: u64) -> Story {
         })
         .collect();
     let consumers = rng.below(4) as usize;
-    let orderly = consumers > 0 && rng.chance(0.3);
+    let broadcast = consumers > 1 && rng.chance(0.2);
+    let orderly = consumers > 0 && !broadcast && rng.chance(0.3);
     let workload = Workload {
         sends: 300,
         interval: Duration::from_millis(50),
-        mode: if orderly || rng.chance(0.3) {
+        mode: if orderly {
             SendMode::Orderly
         } else {
-            SendMode::Sync
+            [SendMode::Sync, SendMode::Orderly, SendMode::Batch][rng.below(3) as usize]
         },
         consumers,
         orderly_consumers: orderly,
+        broadcast,
         queues_per_broker: 2 + rng.below(3) as i32,
     };
     let enabled: Vec<FaultKind> = KINDS
@@ -167,6 +172,13 @@ fn faults_of(kind: FaultKind, broker: String, rng: &Rng, consumers: usize) -> (F
         FaultKind::ConsumerChurn => {
             let n = rng.below(consumers.max(1) as u64) as usize;
             (Fault::StopConsumer(n), Fault::StartConsumer(n))
+        }
+        FaultKind::SlowNetwork => {
+            let low = 20 + rng.below(200);
+            (
+                Fault::SlowNetwork(low, low + 1 + rng.below(800)),
+                Fault::NormalLatency,
+            )
         }
     }
 }

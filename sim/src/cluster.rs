@@ -449,6 +449,21 @@ impl Cluster {
         net.unclog_link(b, a);
     }
 
+    /// Sets every link's one-way latency to `latency` (a congested network); the default
+    /// (madsim's 1–10 ms) comes back with [`reset_latency`](Self::reset_latency).
+    pub fn set_latency(&self, latency: std::ops::Range<Duration>) {
+        tracing::info!(?latency, "fault: network latency");
+        NetSim::current().update_config(|config| config.send_latency = latency);
+        self.count("slow network");
+    }
+
+    /// Restores madsim's default link latency.
+    pub fn reset_latency(&self) {
+        NetSim::current().update_config(|config| {
+            config.send_latency = madsim::net::Config::default().send_latency;
+        });
+    }
+
     /// Moves a server's wall clock by `delta_ms` (an NTP step, or a skew from the start).
     pub fn jump_clock(&self, node: &ServerNode, delta_ms: i64) {
         tracing::info!(node = %node.name, delta_ms, "fault: clock jump");

@@ -15,8 +15,10 @@
 //!
 //! Invariants: a queue's batches run one at a time and in offset order (the per-queue
 //! [`message_queue_locks`](PushInner) mutex plus the single-task rule of `put_messages`);
-//! in a clustering group no batch starts without a live broker lock; the offset recorded is
-//! always the end of a consumed batch, replacing the previous one (`increase_only = false`).
+//! in a clustering group no batch starts without a live broker lock, and no offset is
+//! recorded for a queue whose lock was lost (it would be stale: another consumer has the
+//! queue); the offset recorded is always the end of a consumed batch, replacing the
+//! previous one (`increase_only = false`).
 //!
 //! Deviations from Java: a batch that reached the max reconsume times goes to the
 //! dead-letter queue through CONSUMER_SEND_MSG_BACK with a negative delay level (the
@@ -167,8 +169,11 @@ impl PushInner {
                 handle.state().commit()
             }
         };
+        // Only while the queue is still ours: a batch that finished after the broker gave
+        // the queue to another consumer must not drag the group's offset back to here.
         if let Some(offset) = commit_offset
             && !handle.state().dropped()
+            && self.holds_lock(handle)
         {
             self.offset_store.update_offset(queue, offset, false);
         }
@@ -266,6 +271,13 @@ impl PushInner {
             if !outcome.refused.is_empty() {
                 tracing::info!(group = %self.config.group, refused = ?outcome.refused,
                     "broker refused queue locks; those queues pause");
+            }
+            // Another consumer holds these now (a broker that restarted lost its locks, and
+            // the group's views of its members differed for a moment): this consumer's
+            // offsets for them are stale, and committing them would move the group's offset
+            // backwards. Java keeps and commits them.
+            for queue in &outcome.refused {
+                self.offset_store.remove_offset(queue);
             }
             delay = REBALANCE_LOCK_INTERVAL;
         }
