@@ -176,6 +176,44 @@ async fn a_full_disk_refuses_new_segments_and_oversized_messages_are_illegal() {
 }
 
 #[tokio::test]
+async fn a_consume_queue_that_cannot_be_created_pauses_dispatch_and_loses_nothing() {
+    let disk = SimDisk::new();
+    let store = open(&disk, small_store_config()).await;
+    // The commit log's segment exists; a new queue's first consume-queue segment cannot be
+    // created while the disk is full.
+    store
+        .put_message(message("Warm", 0, Bytes::from_static(b"w"), "k"))
+        .await;
+    store.dispatch_pending().await;
+    disk.set_faults(SimDiskFaults {
+        capacity_bytes: Some(0),
+        ..SimDiskFaults::default()
+    });
+    for i in 0..5u8 {
+        let put = store
+            .put_message(message("Fresh", 0, Bytes::from(vec![b'a' + i]), "k"))
+            .await;
+        assert_eq!(put.status, PutMessageStatus::PutOk, "{put:?}");
+    }
+    store.dispatch_pending().await;
+    assert!(
+        store.is_dispatch_stalled(),
+        "dispatch waits for the consume queue"
+    );
+    assert!(read_queue(&store, "Fresh", 0).is_empty());
+
+    disk.set_faults(SimDiskFaults::default());
+    store.dispatch_pending().await;
+    assert!(!store.is_dispatch_stalled());
+    let bodies: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![b'a' + i])).collect();
+    assert_eq!(
+        read_queue(&store, "Fresh", 0),
+        bodies,
+        "every acknowledged message, in order"
+    );
+}
+
+#[tokio::test]
 async fn delayed_messages_park_in_the_schedule_topic_with_their_real_topic() {
     let disk = SimDisk::new();
     let store = open(&disk, small_store_config()).await;

@@ -28,7 +28,7 @@ use super::commit_log::{
     AppendError, AppendMessageResult, CommitLog, FlushPolicy, run_flush_service,
 };
 use super::config::{BrokerRole, FlushDiskType, MessageStoreConfig};
-use super::consume_queue::{ConsumeQueue, ConsumeQueueUnit};
+use super::consume_queue::{ConsumeQueue, ConsumeQueueError, ConsumeQueueUnit};
 use super::index::{IndexConfig, IndexError, IndexRequest, IndexService, QueryOffsetResult};
 use super::message::{
     DispatchRequest, MessageInner, RecordCheck, RecordError, check_record, decode_record,
@@ -44,6 +44,9 @@ pub const DELETE_FILES_BATCH_MAX: usize = 10;
 
 /// How often the retention pass runs (`cleanResourceInterval`).
 pub const CLEAN_RESOURCE_INTERVAL: Duration = Duration::from_secs(10);
+/// Pause before a dispatch that could not write a consume queue is tried again (Java
+/// retries the put every second).
+pub const DISPATCH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The topic delayed messages wait in, one queue per delay level.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -187,7 +190,7 @@ pub enum StoreError {
     Index(#[from] IndexError),
     /// A consume queue could not be loaded or recovered.
     #[error(transparent)]
-    ConsumeQueue(#[from] super::consume_queue::ConsumeQueueError),
+    ConsumeQueue(#[from] ConsumeQueueError),
 }
 
 type QueueTable = BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>>;
@@ -203,6 +206,8 @@ pub struct MessageStore {
     checkpoint: StoreCheckpoint,
     delay_levels: Vec<Duration>,
     reput_from: AtomicU64,
+    /// Set while dispatch is stopped at a record whose consume queue cannot be written.
+    dispatch_stalled: AtomicBool,
     last_dispatched_store_timestamp: AtomicI64,
     arrival_listener: RwLock<Option<ArrivalListener>>,
     hot_data_window: u64,
@@ -274,6 +279,7 @@ impl MessageStore {
             index,
             delay_levels,
             reput_from: AtomicU64::new(0),
+            dispatch_stalled: AtomicBool::new(false),
             last_dispatched_store_timestamp: AtomicI64::new(0),
             arrival_listener: RwLock::new(None),
             hot_data_window,
@@ -805,8 +811,12 @@ impl MessageStore {
     // Dispatch (reput)
 
     /// Builds the consume-queue unit and the index entries of one record, and tells the
-    /// arrival listener.
-    async fn dispatch(&self, request: &DispatchRequest) {
+    /// arrival listener. A consume queue that cannot be written (a full or failing disk) is
+    /// an error and nothing after the failed put happens: the caller retries the same
+    /// record later, so no acknowledged message goes missing from its queue. Index failures
+    /// and units the queue rejects as invalid are logged and skipped (the index is a
+    /// secondary lookup; an invalid unit would fail the same way for ever).
+    async fn dispatch(&self, request: &DispatchRequest) -> Result<(), ConsumeQueueError> {
         let transaction = sys_flag::transaction_value(request.sys_flag);
         let tags_code = self.dispatch_tags_code(request);
         if transaction == sys_flag::TRANSACTION_NOT_TYPE
@@ -818,8 +828,12 @@ impl MessageStore {
                 size: request.msg_size as i32,
                 tags_code,
             };
-            if let Err(error) = queue.put_unit(unit, request.consume_queue_offset) {
-                tracing::error!(topic = %request.topic, queue_id = request.queue_id, %error, "consume queue dispatch failed");
+            match queue.put_unit(unit, request.consume_queue_offset) {
+                Ok(_) => {}
+                Err(error @ ConsumeQueueError::Append { .. }) => return Err(error),
+                Err(error) => {
+                    tracing::error!(topic = %request.topic, queue_id = request.queue_id, %error, "[BUG] consume queue refused the unit; skipped");
+                }
             }
         }
         if let Some(index) = &self.index {
@@ -863,6 +877,7 @@ impl MessageStore {
                 );
             }
         }
+        Ok(())
     }
 
     /// The consume-queue tags code: the deliver time for a delayed message, else the code of
@@ -878,8 +893,12 @@ impl MessageStore {
     }
 
     /// Dispatches every complete record past the reput offset up to the written end (what
-    /// the reput service does on each wake-up); returns whether anything was dispatched.
+    /// the reput service does on each wake-up); returns whether anything was dispatched. A
+    /// record whose consume queue cannot be written stops it there (see
+    /// [`is_dispatch_stalled`](Self::is_dispatch_stalled)); the next call starts again with
+    /// that record.
     pub async fn dispatch_pending(&self) -> bool {
+        self.dispatch_stalled.store(false, Ordering::Release);
         let mut from = self.reput_from.load(Ordering::Acquire);
         let min = self.commit_log.min_offset();
         if from < min {
@@ -902,7 +921,14 @@ impl MessageStore {
                     RecordCheck::Message(request)
                         if request.commit_log_offset == (start + position as u64) as i64 =>
                     {
-                        self.dispatch(&request).await;
+                        if let Err(error) = self.dispatch(&request).await {
+                            tracing::error!(offset = start + position as u64, %error,
+                                "consume queue write failed; dispatch paused until it succeeds");
+                            self.reput_from
+                                .store(start + position as u64, Ordering::Release);
+                            self.dispatch_stalled.store(true, Ordering::Release);
+                            return progressed;
+                        }
                         position += request.msg_size;
                         progressed = true;
                     }
@@ -952,9 +978,19 @@ impl MessageStore {
         progressed
     }
 
+    /// Whether the last dispatch stopped at a record whose consume queue could not be
+    /// written; the reput service retries it every [`DISPATCH_RETRY_INTERVAL`].
+    pub fn is_dispatch_stalled(&self) -> bool {
+        self.dispatch_stalled.load(Ordering::Acquire)
+    }
+
     async fn run_reput_service(self: Arc<Self>) {
         loop {
             self.dispatch_pending().await;
+            if self.is_dispatch_stalled() {
+                self.env.clock.sleep(DISPATCH_RETRY_INTERVAL).await;
+                continue;
+            }
             let from = self.reput_from.load(Ordering::Acquire);
             self.commit_log.wait_written_past(from).await;
         }
@@ -1174,12 +1210,25 @@ impl MessageStore {
                 start_segment = start,
                 "abnormal exit: re-dispatching from the checkpoint"
             );
+            let failed: Mutex<Option<ConsumeQueueError>> = Mutex::new(None);
+            let failed_ref = &failed;
             let end = self
                 .commit_log
                 .scan_valid_records(start, check_crc, |request| async move {
-                    self.dispatch(&request).await;
+                    let already_failed = failed_ref
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some();
+                    if !already_failed && let Err(error) = self.dispatch(&request).await {
+                        *failed_ref.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                    }
                 })
                 .await?;
+            // Recovery cannot finish without the consume queues: refuse to start (a full
+            // disk, say) rather than serve queues that miss acknowledged messages.
+            if let Some(error) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(error.into());
+            }
             self.commit_log.truncate_to(end, true).await?;
             end
         };
