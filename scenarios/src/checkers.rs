@@ -20,8 +20,11 @@
 //!   delivery order, each offset is at most one past the previous one.
 //! - [`committed_offsets_monotonic`]: a group's committed offset never moves backwards,
 //!   except across a crash of the broker that holds it (its last 5 s of commits may be
-//!   lost) or after the broker lost acknowledged messages legitimately (ASYNC_FLUSH power
-//!   loss: the queue shrank, and consumers reset past-the-end offsets to its end).
+//!   lost), after the broker lost acknowledged messages legitimately (ASYNC_FLUSH power
+//!   loss: the queue shrank, and consumers reset past-the-end offsets to its end), or when
+//!   a concurrent (lock-free) queue changed hands: two consumers briefly both own a queue
+//!   while their views of the group differ, and the one behind commits last (RocketMQ's
+//!   at-least-once rebalance; orderly groups hold broker locks and get no such pass).
 //! - [`liveness`]: after every fault healed, the final sends were acknowledged and every
 //!   acknowledged message was delivered — except one that took a queue offset an
 //!   ASYNC_FLUSH power loss had freed: a consumer already past that offset does not go back
@@ -30,6 +33,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Durability, History, SendOutcome};
+
+/// How far before an offset sample a delivery by another consumer still explains a stale
+/// commit: two persist intervals of the consumers (5 s each).
+const HANDOVER_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// At most this many examples per violated rule, so that one broken rule does not flood
 /// the report.
@@ -330,7 +337,21 @@ pub fn committed_offsets_monotonic(history: &History) -> Vec<String> {
                     .crashes
                     .iter()
                     .any(|c| c.broker == sample.broker && c.power_loss && c.at <= sample.at);
-            if !crashed_between && !shrank_before {
+            let changed_hands = history
+                .deliveries
+                .iter()
+                .filter(|d| {
+                    !d.orderly
+                        && d.broker == sample.broker
+                        && d.queue_id == sample.queue_id
+                        && d.at + HANDOVER_WINDOW >= *at
+                        && d.at <= sample.at
+                })
+                .map(|d| d.consumer.as_str())
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1;
+            if !crashed_between && !shrank_before && !changed_hands {
                 problems.push(format!(
                     "{} at {} q{}: {offset} at {at:?}, then {} at {:?}",
                     sample.group, sample.broker, sample.queue_id, sample.offset, sample.at
