@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::history::{Durability, History, SendOutcome};
+use crate::history::{Ack, Durability, History, SendOutcome};
 
 /// How far before an offset sample a delivery by another consumer still explains a stale
 /// commit: two persist intervals of the consumers (5 s each).
@@ -114,9 +114,11 @@ fn reused_offset(
         return false;
     }
     let held_before = |written_by: std::time::Duration| {
-        let acked = history.acked().any(|(_, send)| {
-            matches!(&send.outcome, SendOutcome::Acked { broker: b, queue_id: q, queue_offset: o, at: acked_at }
-                if b == broker && *q == queue_id && *o >= queue_offset && *acked_at < written_by)
+        let acked = history.acked().any(|(_, _, ack)| {
+            ack.broker == broker
+                && ack.queue_id == queue_id
+                && ack.queue_offset >= queue_offset
+                && ack.at < written_by
         });
         acked
             || history.deliveries.iter().any(|d| {
@@ -141,16 +143,13 @@ pub fn no_acked_message_lost(history: &History) -> Vec<String> {
     let stored = stored_bodies(history);
     let problems = history
         .acked()
-        .filter_map(|(body, send)| {
-            let SendOutcome::Acked {
+        .filter_map(|(body, send, ack)| {
+            let Ack {
                 broker,
                 queue_id,
                 queue_offset,
                 at,
-            } = &send.outcome
-            else {
-                return None;
-            };
+            } = ack;
             let present = stored
                 .get(broker.as_str())
                 .is_some_and(|b| b.contains(body.as_str()));
@@ -199,16 +198,13 @@ pub fn acked_where_stored(history: &History) -> Vec<String> {
         .collect();
     let problems = history
         .acked()
-        .filter_map(|(body, send)| {
-            let SendOutcome::Acked {
+        .filter_map(|(body, send, ack)| {
+            let Ack {
                 broker,
                 queue_id,
                 queue_offset,
                 ..
-            } = &send.outcome
-            else {
-                return None;
-            };
+            } = ack;
             if loss_allowed(history, broker, send.started) {
                 return None;
             }
@@ -225,18 +221,15 @@ pub fn acked_where_stored(history: &History) -> Vec<String> {
 pub fn producer_order(history: &History) -> Vec<String> {
     let mut last: BTreeMap<(&str, &str, i32), (u64, i64, std::time::Duration)> = BTreeMap::new();
     let mut sends: Vec<_> = history.acked().collect();
-    sends.sort_by_key(|(_, send)| (send.producer.clone(), send.seq));
+    sends.sort_by_key(|(_, send, _)| (send.producer.clone(), send.seq));
     let mut problems = Vec::new();
-    for (body, send) in sends {
-        let SendOutcome::Acked {
+    for (body, send, ack) in sends {
+        let Ack {
             broker,
             queue_id,
             queue_offset,
             ..
-        } = &send.outcome
-        else {
-            continue;
-        };
+        } = ack;
         let key = (send.producer.as_str(), broker.as_str(), *queue_id);
         if let Some((seq, offset, previous_at)) = last.get(&key)
             && *offset >= *queue_offset
@@ -372,7 +365,7 @@ pub fn liveness(history: &History) -> Vec<String> {
             !history
                 .sends
                 .get(*body)
-                .is_some_and(|send| matches!(send.outcome, SendOutcome::Acked { .. }))
+                .is_some_and(|send| matches!(send.outcome, SendOutcome::Acked(_)))
         })
         .map(|body| format!("{body}, sent after healing, was not acknowledged"))
         .collect();
@@ -384,17 +377,9 @@ pub fn liveness(history: &History) -> Vec<String> {
         problems.extend(
             history
                 .acked()
-                .filter(|(body, send)| {
+                .filter(|(body, _, ack)| {
                     // A message lost legitimately (ASYNC_FLUSH power loss) cannot be consumed.
-                    let SendOutcome::Acked {
-                        broker,
-                        queue_id,
-                        queue_offset,
-                        at,
-                    } = &send.outcome
-                    else {
-                        return false;
-                    };
+                    let Ack { broker, queue_id, queue_offset, at } = ack;
                     let survived = stored
                         .get(broker.as_str())
                         .is_some_and(|b| b.contains(body.as_str()));
@@ -402,16 +387,11 @@ pub fn liveness(history: &History) -> Vec<String> {
                         && !delivered.contains(body.as_str())
                         && !reused_offset(history, broker, *queue_id, *queue_offset, *at)
                 })
-                .map(|(body, send)| match &send.outcome {
-                    SendOutcome::Acked {
-                        broker,
-                        queue_id,
-                        queue_offset,
-                        at,
-                    } => format!(
+                .map(|(body, _, ack)| {
+                    let Ack { broker, queue_id, queue_offset, at } = ack;
+                    format!(
                         "{body} acknowledged by {broker} q{queue_id}@{queue_offset} at {at:?}, stored, never delivered"
-                    ),
-                    SendOutcome::Failed { .. } => format!("{body} stored, never delivered"),
+                    )
                 }),
         );
     }
@@ -437,12 +417,12 @@ mod tests {
                 seq,
                 order_key: None,
                 started: secs(at),
-                outcome: SendOutcome::Acked {
+                outcome: SendOutcome::Acked(Ack {
                     broker: "broker-a".into(),
                     queue_id: 0,
                     queue_offset,
                     at: secs(at),
-                },
+                }),
             },
         );
     }

@@ -17,20 +17,24 @@ pub enum Durability {
     AsyncFlush,
 }
 
+/// Where and when a broker acknowledged a message (SEND_OK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The broker group.
+    pub broker: String,
+    /// The queue.
+    pub queue_id: i32,
+    /// The message's queue offset.
+    pub queue_offset: i64,
+    /// When the acknowledgement arrived.
+    pub at: Duration,
+}
+
 /// How a send ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
-    /// SEND_OK from `broker` at `queue_id`/`queue_offset`.
-    Acked {
-        /// The broker group.
-        broker: String,
-        /// The queue.
-        queue_id: i32,
-        /// The message's queue offset.
-        queue_offset: i64,
-        /// When the acknowledgement arrived.
-        at: Duration,
-    },
+    /// SEND_OK.
+    Acked(Ack),
     /// The send failed (it may still have been stored: a timeout is not a refusal).
     Failed {
         /// The error, as the producer reported it.
@@ -137,11 +141,14 @@ pub struct History {
 }
 
 impl History {
-    /// The acknowledged sends.
-    pub fn acked(&self) -> impl Iterator<Item = (&String, &SendRecord)> {
+    /// The acknowledged sends: body, send and acknowledgement.
+    pub fn acked(&self) -> impl Iterator<Item = (&String, &SendRecord, &Ack)> {
         self.sends
             .iter()
-            .filter(|(_, send)| matches!(send.outcome, SendOutcome::Acked { .. }))
+            .filter_map(|(body, send)| match &send.outcome {
+                SendOutcome::Acked(ack) => Some((body, send, ack)),
+                SendOutcome::Failed { .. } => None,
+            })
     }
 
     /// Notes that `broker`, crashed, was started again at `at`.

@@ -37,7 +37,8 @@ use tokio::sync::mpsc;
 
 use crate::checkers;
 use crate::history::{
-    CrashEvent, Delivery, Durability, History, OffsetSample, SendOutcome, SendRecord, StoredEntry,
+    Ack, CrashEvent, Delivery, Durability, History, OffsetSample, SendOutcome, SendRecord,
+    StoredEntry,
 };
 
 /// The topic every story uses.
@@ -503,7 +504,7 @@ fn caught_up(history: &History) -> bool {
     let delivered: BTreeSet<&str> = history.deliveries.iter().map(|d| d.body.as_str()).collect();
     history
         .acked()
-        .all(|(body, _)| delivered.contains(body.as_str()))
+        .all(|(body, _, _)| delivered.contains(body.as_str()))
 }
 
 /// A remoting client for admin requests from a client node.
@@ -539,12 +540,12 @@ async fn send_one(
         None => producer.send(&mut message).await,
     };
     let outcome = match result {
-        Ok(sent) => SendOutcome::Acked {
+        Ok(sent) => SendOutcome::Acked(Ack {
             broker: sent.queue.broker_name,
             queue_id: sent.queue.queue_id,
             queue_offset: sent.queue_offset,
             at: start.elapsed(),
-        },
+        }),
         Err(error) => SendOutcome::Failed {
             error: error.to_string(),
         },
@@ -583,12 +584,12 @@ async fn send_batch(
     let mut history = lock(history);
     for (i, body) in bodies.into_iter().enumerate() {
         let outcome = match &result {
-            Ok(sent) => SendOutcome::Acked {
+            Ok(sent) => SendOutcome::Acked(Ack {
                 broker: sent.queue.broker_name.clone(),
                 queue_id: sent.queue.queue_id,
                 queue_offset: sent.queue_offset + i as i64,
                 at: start.elapsed(),
-            },
+            }),
             Err(error) => SendOutcome::Failed {
                 error: error.to_string(),
             },

@@ -3,8 +3,12 @@
 //! header the tests read messages back with.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferrocket_engine::Env;
+use ferrocket_engine::client::instance::ClientInstanceRegistry;
+use ferrocket_engine::client::producer::{DefaultMqProducer, ProducerConfig};
 use ferrocket_engine::remoting::headers::PullMessageRequestHeader;
 use ferrocket_engine::rng::Rng;
 use ferrocket_net::{SystemClock, TokioNet};
@@ -96,4 +100,31 @@ pub fn pull_header(topic: &str, queue_id: i32, queue_offset: i64) -> PullMessage
         expression_type: Some("TAG".into()),
         broker_name: None,
     }
+}
+
+/// A producer of group `<name>_pg` against `cluster`, on a client instance of its own
+/// (`<pid>#<name>-producer`), with RNG seed `seed`. Not started.
+pub fn test_producer(
+    registry: &Arc<ClientInstanceRegistry>,
+    cluster: &Cluster,
+    name: &str,
+    seed: u64,
+) -> DefaultMqProducer {
+    let mut config = ProducerConfig::new(format!("{name}_pg"), cluster.namesrv_addr().to_string());
+    config
+        .client
+        .change_instance_name_to_pid(format!("{}#{name}-producer", std::process::id()));
+    DefaultMqProducer::new(&client_env(seed), registry.clone(), config)
+}
+
+/// Waits up to `max` for `done`, looking every 100 ms; returns whether it became true.
+pub async fn eventually(max: Duration, done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < max {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done()
 }

@@ -14,28 +14,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
-use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
+use ferrocket_engine::client::producer::Message;
 use ferrocket_engine::client::push_consumer::{
     ConsumeStatus, DefaultMqPushConsumer, MessageListener, PushConsumerConfig,
 };
 use ferrocket_engine::protocol::heartbeat::ConsumeFromWhere;
 use ferrocket_engine::store::message::StoredMessage;
-use ferrocket_tests::client::{Cluster, client_env, runtime};
-
-/// How often the tests look at what was received.
-const POLL: Duration = Duration::from_millis(100);
-
-fn producer(
-    registry: &Arc<ClientInstanceRegistry>,
-    cluster: &Cluster,
-    name: &str,
-) -> DefaultMqProducer {
-    let mut config = ProducerConfig::new(format!("{name}_pg"), cluster.namesrv_addr().to_string());
-    config
-        .client
-        .change_instance_name_to_pid(format!("{}#{name}-producer", std::process::id()));
-    DefaultMqProducer::new(&client_env(41), registry.clone(), config)
-}
+use ferrocket_tests::client::{Cluster, client_env, eventually, runtime, test_producer};
 
 fn consumer(
     registry: &Arc<ClientInstanceRegistry>,
@@ -56,18 +41,6 @@ fn consumer(
     DefaultMqPushConsumer::new(&client_env(43), registry.clone(), config, listener)
 }
 
-/// Waits up to `max` for `done`; returns whether it became true.
-async fn eventually(max: Duration, done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < max {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    done()
-}
-
 #[test]
 fn push_consumer_receives_every_message_once_and_commits_offsets() {
     let cluster = Cluster::start("");
@@ -77,7 +50,7 @@ fn push_consumer_receives_every_message_once_and_commits_offsets() {
         const COUNT: usize = 200;
         let logs = || cluster.logs();
         let registry = Arc::new(ClientInstanceRegistry::new());
-        let producer = producer(&registry, &cluster, "push_once");
+        let producer = test_producer(&registry, &cluster, "push_once", 41);
         producer.start().await.unwrap();
         let mut sent = BTreeSet::new();
         for i in 0..COUNT {
@@ -162,7 +135,7 @@ fn push_consumer_reconsumes_later_through_the_retry_topic() {
         const COUNT: usize = 20;
         let logs = || cluster.logs();
         let registry = Arc::new(ClientInstanceRegistry::new());
-        let producer = producer(&registry, &cluster, "push_retry");
+        let producer = test_producer(&registry, &cluster, "push_retry", 41);
         producer.start().await.unwrap();
         for i in 0..COUNT {
             let mut message = Message::new(TOPIC, Bytes::from(format!("r-{i}")));

@@ -11,36 +11,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocket_engine::Env;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
-use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
+use ferrocket_engine::client::producer::{DefaultMqProducer, Message};
 use ferrocket_engine::client::push_consumer::{
     ConsumeOrderlyStatus, ConsumeStatus, DefaultMqPushConsumer, MessageListener, PushConsumerConfig,
 };
 use ferrocket_engine::protocol::heartbeat::{ConsumeFromWhere, MessageModel};
 use ferrocket_engine::store::message::StoredMessage;
-use ferrocket_tests::client::{Cluster, client_env, runtime};
+use ferrocket_tests::client::{Cluster, client_env, eventually, runtime, test_producer};
 
-/// How often the tests look at what was received.
-const POLL: Duration = Duration::from_millis(100);
 /// The rebalance period of the test consumers (Java's 20 s, shortened so that a refused
 /// lock or a missed notification costs the test seconds, not minutes).
 const REBALANCE_INTERVAL: Duration = Duration::from_secs(2);
-
-fn producer(
-    registry: &Arc<ClientInstanceRegistry>,
-    cluster: &Cluster,
-    name: &str,
-) -> DefaultMqProducer {
-    let mut config = ProducerConfig::new(format!("{name}_pg"), cluster.namesrv_addr().to_string());
-    config
-        .client
-        .change_instance_name_to_pid(format!("{}#{name}-producer", std::process::id()));
-    DefaultMqProducer::new(&client_env(51), registry.clone(), config)
-}
 
 /// A consumer of `topic` in `group` on its own client instance `instance`.
 fn consumer(
@@ -68,18 +54,6 @@ fn consumer(
         .with_test_writer()
         .try_init();
     DefaultMqPushConsumer::new(env, registry, config, listener)
-}
-
-/// Waits up to `max` for `done`; returns whether it became true.
-async fn eventually(max: Duration, done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < max {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    done()
 }
 
 /// Who received which message (by body), how many times.
@@ -143,7 +117,7 @@ fn two_then_three_consumers_share_queues_and_lose_nothing_across_rebalance() {
         const PER_PHASE: usize = 150;
         let logs = || cluster.logs();
         let registry = Arc::new(ClientInstanceRegistry::new());
-        let producer = producer(&registry, &cluster, "group_share");
+        let producer = test_producer(&registry, &cluster, "group_share", 51);
         producer.start().await.unwrap();
         send_bodies(&producer, TOPIC, 0..PER_PHASE, &logs).await;
 
@@ -257,7 +231,7 @@ fn orderly_consumers_keep_per_queue_order_while_one_leaves() {
         const PER_KEY: usize = 40;
         let logs = || cluster.logs();
         let registry = Arc::new(ClientInstanceRegistry::new());
-        let producer = producer(&registry, &cluster, "orderly_handover");
+        let producer = test_producer(&registry, &cluster, "orderly_handover", 51);
         producer.start().await.unwrap();
         // Creates the topic (4 queues) before the consumers look for it.
         send_ordered(&producer, TOPIC, KEYS, 0..1, &logs).await;
@@ -423,7 +397,7 @@ fn broadcasting_delivers_every_message_to_every_consumer_and_keeps_local_offsets
         const COUNT: usize = 100;
         let logs = || cluster.logs();
         let registry = Arc::new(ClientInstanceRegistry::new());
-        let producer = producer(&registry, &cluster, "broadcast");
+        let producer = test_producer(&registry, &cluster, "broadcast", 51);
         producer.start().await.unwrap();
         send_bodies(&producer, TOPIC, 0..COUNT, &logs).await;
 
