@@ -57,7 +57,7 @@ use super::compression::BodyCompressor;
 use super::config::ClientConfig;
 use super::instance::{
     CLIENT_INNER_PRODUCER_GROUP, ClientInstance, ClientInstanceRegistry, ClientProcessorTable,
-    MqProducerInner, ServiceState,
+    HeartbeatOnly, MqProducerInner, ServiceState,
 };
 use super::latency::MqFaultStrategy;
 use super::message_id::MessageClientIdSetter;
@@ -754,11 +754,8 @@ impl MqProducerInner for ProducerMember {
     fn check_transaction_state(&self, api: &MqClientApi, request: TransactionCheckRequest) {
         match &self.transaction_checks {
             Some(checks) => checks.submit(api, request),
-            None => tracing::warn!(
-                broker = %request.broker_addr,
-                msg_id = ?request.header.msg_id,
-                "check transaction state for a producer without a transaction listener; ignored"
-            ),
+            // A producer without a listener answers as any non-transactional member does.
+            None => HeartbeatOnly.check_transaction_state(api, request),
         }
     }
 }
@@ -914,7 +911,8 @@ impl DefaultMqProducer {
 
     /// Stops the producer (`shutdown`): unregisters its group from the client instance and
     /// every broker; when no producer or consumer is left on the instance, shuts the instance
-    /// down and removes it from the registry. Async sends still in flight end with an error.
+    /// down and removes it from the registry. Async sends already in flight are not waited
+    /// for; each still reports its outcome.
     pub async fn shutdown(&self) {
         let core = &self.core;
         let instance = {

@@ -7,10 +7,9 @@
 //! sight), then the application's local transaction, then an END_TRANSACTION (37, oneway)
 //! that commits, rolls back or leaves the half message open ([`LocalTransactionState`]).
 //! A half message left open is later checked by the broker: it sends CHECK_TRANSACTION_STATE
-//! (39, oneway) with the half message to a producer of the group; every
-//! [`ClientInstance`](super::instance::ClientInstance) serves that code with
-//! [`CheckTransactionStateProcessor`], which hands the check to the producer registered for
-//! the message's `PGROUP`. A transactional producer queues it (at most
+//! (39, oneway) with the half message to a producer of the group; every [`ClientInstance`]
+//! serves that code with [`CheckTransactionStateProcessor`], which hands the check to the
+//! producer registered for the message's `PGROUP`. A transactional producer queues it (at most
 //! `check_request_hold_max`, as Java's check executor) for `check_thread_pool_size` worker
 //! tasks, which ask the [`TransactionListener`] and answer the broker that asked with an
 //! END_TRANSACTION marked `fromTransactionCheck`.
