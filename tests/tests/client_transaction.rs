@@ -1,5 +1,6 @@
-//! The transactional producer over real loopback TCP against the in-process
-//! [`FakeBroker`] (ferrocket's own broker refuses half messages): the half message carries
+//! The transactional producer against the in-process [`FakeBroker`] (ferrocket's own broker
+//! refuses half messages), over real loopback TCP and, as the same scenarios, under madsim
+//! with the fake broker and the producer on nodes of their own: the half message carries
 //! `TRAN_MSG` and `PGROUP` and the prepared flag; each local state ends the transaction with
 //! Java's END_TRANSACTION header (commit 0x8, rollback 0xC, unknown 0x0, offsets from the
 //! send, `fromTransactionCheck` false); a listener's error or panic ends it UNKNOW with a
@@ -7,9 +8,10 @@
 //! other than SEND_OK rolls back without running it; and the broker's CHECK_TRANSACTION_STATE
 //! is answered with the listener's state, `fromTransactionCheck` true, while a check about
 //! another group's message is ignored.
-#![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +25,9 @@ use ferrocket_engine::client::transaction::{
 use ferrocket_engine::remoting::response_code;
 use ferrocket_engine::store::message::{StoredMessage, encode_properties, property_key, sys_flag};
 use ferrocket_net::{SystemClock, TokioNet};
-use ferrocket_tests::client::client_env;
+use ferrocket_sim::SimDisk;
 use ferrocket_tests::fake_broker::{FAKE_BROKER_NAME, FakeBroker, ReceivedEnd, SendAnswer};
+use ferrocket_tests::store::sim_env;
 
 const GROUP: &str = "tx_test_pg";
 const TOPIC: &str = "TxTopic";
@@ -102,25 +105,80 @@ impl TransactionListener for Ledger {
     }
 }
 
-async fn start(seed: u64) -> (FakeBroker, TransactionMqProducer<Ledger>) {
-    let broker = FakeBroker::start(
-        TokioNet::shared(),
-        SystemClock::shared(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await;
-    let mut config = ProducerConfig::new(GROUP, broker.addr());
+type Producer = TransactionMqProducer<Ledger>;
+
+/// Starts a transactional producer of [`GROUP`] whose name server is the fake broker at
+/// `namesrv`, on the current node.
+async fn start_producer(namesrv: String, client_ip: &str, seed: u64) -> Arc<Producer> {
+    let mut config = ProducerConfig::new(GROUP, namesrv);
+    config.client.client_ip = client_ip.into();
     config
         .client
         .change_instance_name_to_pid(format!("{}#tx-{seed}", std::process::id()));
     let producer = TransactionMqProducer::new(
-        &client_env(seed),
+        &sim_env(&SimDisk::new(), seed),
         Arc::new(ClientInstanceRegistry::new()),
         config,
         Ledger::default(),
     );
     producer.start().await.expect("the producer starts");
-    (broker, producer)
+    Arc::new(producer)
+}
+
+async fn start_broker(bind: SocketAddr) -> Arc<FakeBroker> {
+    Arc::new(FakeBroker::start(TokioNet::shared(), SystemClock::shared(), bind).await)
+}
+
+/// Runs `scenario` over loopback TCP: the fake broker on a free port, the producer beside it.
+#[cfg(not(madsim))]
+async fn run<F, Fut>(seed: u64, scenario: F)
+where
+    F: FnOnce(Arc<FakeBroker>, Arc<Producer>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let broker = start_broker("127.0.0.1:0".parse().unwrap()).await;
+    let producer = start_producer(broker.addr(), "127.0.0.1", seed).await;
+    scenario(broker, producer.clone()).await;
+    producer.shutdown().await;
+}
+
+/// Runs `scenario` under madsim: the fake broker on node `broker-a-0`, the producer and the
+/// scenario on the client node.
+#[cfg(madsim)]
+async fn run<F, Fut>(seed: u64, scenario: F)
+where
+    F: FnOnce(Arc<FakeBroker>, Arc<Producer>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let handle = madsim::runtime::Handle::current();
+    let broker_node = handle
+        .create_node()
+        .name("broker-a-0")
+        .ip("10.0.2.1".parse().unwrap())
+        .build();
+    let broker = broker_node
+        .spawn(start_broker("10.0.2.1:10911".parse().unwrap()))
+        .await
+        .unwrap();
+    ferrocket_tests::sim_broker::client_node(&handle)
+        .spawn(async move {
+            let producer = start_producer(broker.addr(), "10.0.3.1", seed).await;
+            scenario(broker, producer.clone()).await;
+            producer.shutdown().await;
+        })
+        .await
+        .unwrap();
+}
+
+/// Declares a test running `scenario` in the build's own way ([`run`]).
+macro_rules! scenario_test {
+    ($name:ident, $seed:expr, $scenario:ident) => {
+        #[cfg_attr(not(madsim), tokio::test)]
+        #[cfg_attr(madsim, madsim::test)]
+        async fn $name() {
+            run($seed, $scenario).await;
+        }
+    };
 }
 
 /// Waits until `count` END_TRANSACTIONs arrived and returns the last.
@@ -130,9 +188,13 @@ async fn nth_end(broker: &FakeBroker, count: usize) -> ReceivedEnd {
     ends.last().unwrap().clone()
 }
 
-#[tokio::test]
-async fn each_local_state_ends_the_half_message_with_javas_header() {
-    let (broker, producer) = start(41).await;
+scenario_test!(
+    each_local_state_ends_the_half_message_with_javas_header,
+    41,
+    each_local_state
+);
+
+async fn each_local_state(broker: Arc<FakeBroker>, producer: Arc<Producer>) {
     let cases = [
         (
             Local::State(LocalTransactionState::CommitMessage),
@@ -218,13 +280,15 @@ async fn each_local_state_ends_the_half_message_with_javas_header() {
             ),
         }
     }
-    producer.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_failed_or_not_ok_half_send_never_runs_the_local_transaction() {
-    let (broker, producer) = start(42).await;
+scenario_test!(
+    a_failed_or_not_ok_half_send_never_runs_the_local_transaction,
+    42,
+    failed_or_not_ok_half_send
+);
 
+async fn failed_or_not_ok_half_send(broker: Arc<FakeBroker>, producer: Arc<Producer>) {
     broker.answer_sends(SendAnswer::Refused(response_code::NO_PERMISSION));
     let mut message = Message::new(TOPIC, "refused");
     let error = producer
@@ -268,12 +332,15 @@ async fn a_failed_or_not_ok_half_send_never_runs_the_local_transaction() {
         end.header.commit_log_offset,
         broker.sends()[3].commit_log_offset
     );
-    producer.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_check_back_is_answered_with_the_listeners_state_and_other_groups_are_ignored() {
-    let (broker, producer) = start(43).await;
+scenario_test!(
+    a_check_back_is_answered_with_the_listeners_state_and_other_groups_are_ignored,
+    43,
+    check_back
+);
+
+async fn check_back(broker: Arc<FakeBroker>, producer: Arc<Producer>) {
     let mut message = Message::new(TOPIC, "pending order").with_tags("TagA");
     let sent = producer
         .send_message_in_transaction(&mut message, &Local::State(LocalTransactionState::Unknow))
@@ -345,5 +412,4 @@ async fn a_check_back_is_answered_with_the_listeners_state_and_other_groups_are_
         producer.listener().checked.lock().unwrap().len(),
         checks_before
     );
-    producer.shutdown().await;
 }
