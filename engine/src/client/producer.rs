@@ -985,8 +985,9 @@ impl DefaultMqProducer {
 
     /// [`send_async`](Self::send_async) with a callback in place of a future (Java's
     /// `SendCallback`): `callback` gets the outcome exactly once, on the background task,
-    /// when this returns `Ok`; it is dropped uncalled when this returns `Err`. It should not
-    /// block: hand long work to another task.
+    /// when this returns `Ok` (unless the runtime shuts down first, dropping the task); it is
+    /// dropped uncalled when this returns `Err`. It should not block: hand long work to
+    /// another task.
     ///
     /// ```no_run
     /// # use ferrocket_engine::client::producer::{DefaultMqProducer, Message};
