@@ -157,6 +157,14 @@ impl ClientError {
             | Self::BrokerNotFound(_) => true,
         }
     }
+
+    /// Whether an async send is retried on another broker (`onExceptionImpl` with
+    /// `needRetry`, clients.md C21): only when the attempt got no answer — the request could
+    /// not be sent, or its answer did not come in time — or its broker's address was unknown.
+    /// A broker's refusal and an unreadable answer are final, unlike for a sync send.
+    pub fn is_async_send_retriable(&self) -> bool {
+        matches!(self, Self::Remoting(_) | Self::BrokerNotFound(_))
+    }
 }
 
 /// How a broker stored a sent message (`SendStatus`). Every value means *stored on the
@@ -883,7 +891,7 @@ fn quote_bare_numeric_keys(json: &str) -> String {
 /// [`compression::decompress`] is a no-op. A body that cannot be inflated (LZ4, ZSTD,
 /// corrupt, over the size limit) is handed over as stored, flag intact, with a warning; Java
 /// would instead stop decoding the pull at that record.
-fn inflate_body(message: &mut StoredMessage) {
+pub(crate) fn inflate_body(message: &mut StoredMessage) {
     if message.sys_flag & sys_flag::COMPRESSED == 0 {
         return;
     }

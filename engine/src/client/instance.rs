@@ -30,9 +30,12 @@
 //! every `persistConsumerOffsetInterval`. The tasks hold only a weak reference, so dropping
 //! the last handle of an instance stops them.
 //!
-//! Broker-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE, ...) are
-//! served by the [`ClientRequestProcessor`]s plugged in at construction through a
-//! [`ClientProcessorTable`]; each gets the instance with every request. Codes without a
+//! Broker-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED, ...) are served by the
+//! [`ClientRequestProcessor`]s plugged in at construction through a [`ClientProcessorTable`];
+//! each gets the instance with every request. Every instance serves CHECK_TRANSACTION_STATE
+//! itself ([`CheckTransactionStateProcessor`]): it hands the check to the producer of the
+//! half message's group through [`MqProducerInner::check_transaction_state`], so a
+//! transactional producer is asked whichever member created the instance. Codes without a
 //! processor are answered REQUEST_CODE_NOT_SUPPORTED by the remoting layer.
 //!
 //! Invariants: no table lock is held across an await or while a producer's or consumer's
@@ -50,15 +53,16 @@ use super::api::{ClientError, MqClientApi};
 use super::config::ClientConfig;
 use super::producer::{DefaultMqProducer, ProducerConfig, ProducerError};
 use super::publish_info::TopicPublishInfo;
+use super::transaction::{CheckTransactionStateProcessor, TransactionCheckRequest};
 use crate::Env;
 use crate::clock::{ClockExt, SharedClock};
 use crate::protocol::heartbeat::{ConsumerData, HeartbeatData, MessageQueue, ProducerData};
 use crate::protocol::{MASTER_ID, TopicRouteData, perm};
-use crate::remoting::RemotingCommand;
 use crate::remoting::transport::{
     AbortOnDrop, Channel, ExecutorConfig, ProcessError, ProcessorTable, RemotingClient,
     RequestProcessor,
 };
+use crate::remoting::{RemotingCommand, request_code};
 use crate::rng::SharedRng;
 
 /// How long route refreshes and unregistrations wait for the lock another one holds
@@ -103,6 +107,19 @@ pub trait MqProducerInner: Send + Sync + 'static {
     /// its writable queues from it (R72).
     fn update_topic_publish_info(&self, topic: &str, route: &TopicRouteData) {
         let _ = (topic, route);
+    }
+
+    /// A broker asks about a half message of the producer's group (CHECK_TRANSACTION_STATE,
+    /// clients.md C28-C29); `api` is the instance's, to answer with. A transactional
+    /// producer queues the check for its listener and returns at once; any other producer
+    /// logs and ignores it, as a Java producer without a listener does.
+    fn check_transaction_state(&self, api: &MqClientApi, request: TransactionCheckRequest) {
+        let _ = api;
+        tracing::warn!(
+            broker = %request.broker_addr,
+            msg_id = ?request.header.msg_id,
+            "check transaction state, but the producer has no transaction listener"
+        );
     }
 }
 
@@ -296,9 +313,16 @@ impl ClientInstance {
     /// [`start`](Self::start).
     pub fn new(env: &Env, config: ClientConfig, processors: ClientProcessorTable) -> Arc<Self> {
         let rng: SharedRng = Arc::new(env.rng.fork());
+        // The built-in processors come first, so a plugged-in one for the same code wins.
+        let builtin = ClientProcessorTable::new().register(
+            &[request_code::CHECK_TRANSACTION_STATE],
+            Arc::new(CheckTransactionStateProcessor),
+        );
         Arc::new_cyclic(|instance: &Weak<ClientInstance>| {
             let mut table = ProcessorTable::new();
-            for (codes, processor, executor) in processors.entries {
+            for (codes, processor, executor) in
+                builtin.entries.into_iter().chain(processors.entries)
+            {
                 let bound = InstanceBound {
                     instance: instance.clone(),
                     processor,

@@ -15,3 +15,4 @@ pub mod publish_info;
 pub mod pull_consumer;
 pub mod push_consumer;
 pub mod rebalance;
+pub mod transaction;

@@ -24,28 +24,45 @@
 //! `retry_another_broker_when_not_store_ok`. Oneway sends, sends to a given queue and sends
 //! through a selector (ordered messages, C16) make one attempt.
 //!
+//! Async sends (C10, C21): [`DefaultMqProducer::send_async`] and
+//! [`send_with_callback`](DefaultMqProducer::send_with_callback) spawn a task per send and
+//! return at once; at most `async_send_in_flight_max` run at once. The task makes up to
+//! `1 + retry_times_when_send_async_failed` attempts within `send_msg_timeout` counted from
+//! the call, retrying on another broker only an attempt that got no answer
+//! ([`ClientError::is_async_send_retriable`]), as Java's `onExceptionImpl` does. Java's
+//! retry resends the first attempt's request, queue id included, to the new broker; here a
+//! retry sends to a queue of the new broker, so the result names the queue that stored the
+//! message.
+//!
+//! A transactional producer ([`TransactionMqProducer`](super::transaction::TransactionMqProducer))
+//! is this producer registered with a queue for the broker's check-backs.
+//!
 //! Every time comes from the injected clock and every random choice from the injected
-//! seeded RNG. Async sends (C10, C21) are not implemented: callers spawn a task around
-//! [`DefaultMqProducer::send`].
+//! seeded RNG; background sends run on tasks of the ambient runtime (tokio, or madsim's
+//! simulated one).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::{Semaphore, oneshot};
 
-use super::api::{ClientError, SendResult, SendStatus};
+use super::api::{ClientError, MqClientApi, SendResult, SendStatus};
 use super::compression::BodyCompressor;
 use super::config::ClientConfig;
 use super::instance::{
     CLIENT_INNER_PRODUCER_GROUP, ClientInstance, ClientInstanceRegistry, ClientProcessorTable,
-    MqProducerInner, ServiceState,
+    HeartbeatOnly, MqProducerInner, ServiceState,
 };
 use super::latency::MqFaultStrategy;
 use super::message_id::MessageClientIdSetter;
 use super::publish_info::{SelectMessageQueueByHash, TopicPublishInfo};
+use super::transaction::{CheckQueue, TransactionCheckRequest};
 use crate::Env;
 use crate::broker::topic_config::{TopicNameError, system_topic, validate_topic};
 use crate::clock::SharedClock;
@@ -64,6 +81,10 @@ pub const DEFAULT_PRODUCER_GROUP: &str = "DEFAULT_PRODUCER";
 
 /// Longest legal group name (`Validators.CHARACTER_MAX_LENGTH`).
 pub const GROUP_NAME_LENGTH_MAX: usize = 255;
+
+/// Default of [`ProducerConfig::async_send_in_flight_max`]: the capacity of Java's async
+/// sender queue (clients.md C10).
+pub const ASYNC_SEND_IN_FLIGHT_MAX_DEFAULT: usize = 50_000;
 
 /// Client-side error codes of Java's `ClientErrorCode`, carried by [`ProducerError`] so a
 /// caller can branch the way a Java caller branches on `MQClientException.getResponseCode`.
@@ -148,6 +169,12 @@ pub struct ProducerConfig {
     pub compress_msg_body_over_howmuch: usize,
     /// `retryTimesWhenSendFailed`: extra attempts of a sync send.
     pub retry_times_when_send_failed: u32,
+    /// `retryTimesWhenSendAsyncFailed`: extra attempts of an async send that got no answer.
+    pub retry_times_when_send_async_failed: u32,
+    /// Async sends in flight at once; one more is refused with
+    /// [`ProducerError::AsyncSendRejected`]. Java bounds the queue of its async sender
+    /// executor at 50,000 tasks.
+    pub async_send_in_flight_max: usize,
     /// `retryAnotherBrokerWhenNotStoreOK`: retry a stored answer other than SEND_OK.
     pub retry_another_broker_when_not_store_ok: bool,
     /// `maxMessageSize`: the largest body (or encoded batch) accepted, in bytes.
@@ -167,6 +194,8 @@ impl Default for ProducerConfig {
             send_msg_timeout: Duration::from_secs(3),
             compress_msg_body_over_howmuch: super::compression::COMPRESS_MSG_BODY_OVER_HOWMUCH,
             retry_times_when_send_failed: 2,
+            retry_times_when_send_async_failed: 2,
+            async_send_in_flight_max: ASYNC_SEND_IN_FLIGHT_MAX_DEFAULT,
             retry_another_broker_when_not_store_ok: false,
             max_message_size: MESSAGE_SIZE_MAX_DEFAULT,
             send_latency_fault_enable: false,
@@ -317,6 +346,17 @@ pub enum ProducerError {
     /// A queue selector chose no queue, or an index outside the queue list.
     #[error("select message queue return null or an index out of range")]
     SelectorChoseNothing,
+    /// `async_send_in_flight_max` async sends are already in flight (Java's "executor
+    /// rejected"); nothing was sent. Wait for some to complete, then send again.
+    #[error("async send rejected: {in_flight_max} sends already in flight")]
+    AsyncSendRejected {
+        /// The bound that was reached.
+        in_flight_max: usize,
+    },
+    /// The background task of an async send was dropped before it reported, because the
+    /// runtime it ran on shut down. Whether the message was stored is unknown.
+    #[error("the async send was dropped before it completed")]
+    AsyncSendLost,
 }
 
 impl ProducerError {
@@ -517,11 +557,14 @@ impl Outgoing {
     }
 }
 
-/// How a send waits for the broker.
+/// How a send waits for the broker (`CommunicationMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SendMode {
-    /// Wait for the answer; retried (C12).
+    /// Wait for the answer; retried after any retriable failure, and after a stored answer
+    /// other than SEND_OK with `retry_another_broker_when_not_store_ok` (C12, C14).
     Sync,
+    /// Wait for the answer on a background task; retried only when no answer came (C21).
+    Async,
     /// Write and return; one attempt.
     Oneway,
 }
@@ -583,27 +626,33 @@ pub(crate) struct RetryPolicy {
     pub(crate) rng: SharedRng,
     pub(crate) fault_strategy: MqFaultStrategy,
     pub(crate) retry_times_when_send_failed: u32,
+    pub(crate) retry_times_when_send_async_failed: u32,
     pub(crate) retry_another_broker_when_not_store_ok: bool,
 }
 
 impl RetryPolicy {
-    /// `sendDefaultImpl`'s loop (clients.md C14, C15): up to `1 + retries` attempts for a
-    /// sync send, one otherwise, all within `timeout`. `attempt(queue, remaining)` makes one
-    /// attempt and answers `None` for a oneway send.
+    /// `sendDefaultImpl`'s loop (clients.md C14, C15), with the async retries Java makes in
+    /// its RPC layer (`onExceptionImpl`, C21) folded in: up to
+    /// `1 + retry_times_when_send_failed` attempts for a sync send, up to
+    /// `1 + retry_times_when_send_async_failed` for an async one, one for a oneway send, all
+    /// within `timeout` counted from `begin_first`. Each retry picks a queue away from the
+    /// last attempt's broker. `attempt(queue, remaining)` makes one attempt and answers
+    /// `None` for a oneway send.
     pub(crate) async fn send<F, Fut>(
         &self,
         info: &TopicPublishInfo,
         mode: SendMode,
         timeout: Duration,
+        begin_first: crate::clock::Instant,
         mut attempt: F,
     ) -> Result<Option<SendResult>, ProducerError>
     where
         F: FnMut(MessageQueue, Duration) -> Fut,
         Fut: Future<Output = Result<Option<SendResult>, ClientError>>,
     {
-        let begin_first = self.clock.instant();
         let times_total = match mode {
             SendMode::Sync => 1 + self.retry_times_when_send_failed as usize,
+            SendMode::Async => 1 + self.retry_times_when_send_async_failed as usize,
             SendMode::Oneway => 1,
         };
         let mut brokers_sent: Vec<String> = Vec::with_capacity(times_total);
@@ -636,7 +685,8 @@ impl RetryPolicy {
                         .update_fault_item(&broker_name, latency, false, end);
                     match result {
                         Some(result)
-                            if result.status != SendStatus::SendOk
+                            if mode == SendMode::Sync
+                                && result.status != SendStatus::SendOk
                                 && self.retry_another_broker_when_not_store_ok =>
                         {
                             last_result = Some(result);
@@ -647,8 +697,12 @@ impl RetryPolicy {
                 Err(error) => {
                     self.fault_strategy
                         .update_fault_item(&broker_name, latency, true, end);
-                    tracing::warn!(broker = %broker_name, %error, "send failed");
-                    if !error.is_send_retriable() {
+                    tracing::warn!(broker = %broker_name, %error, ?mode, "send failed");
+                    let retriable = match mode {
+                        SendMode::Async => error.is_async_send_retriable(),
+                        SendMode::Sync | SendMode::Oneway => error.is_send_retriable(),
+                    };
+                    if !retriable {
                         return match last_result {
                             Some(result) => Ok(Some(result)),
                             None => Err(ProducerError::Client(error)),
@@ -676,17 +730,73 @@ impl RetryPolicy {
     }
 }
 
+/// What a producer registers with its client instance: its publish table, through which the
+/// instance hands over routes, and for a transactional producer the queue its broker
+/// check-backs go to.
+struct ProducerMember {
+    publish_infos: Arc<PublishInfoTable>,
+    transaction_checks: Option<Arc<CheckQueue>>,
+}
+
+impl MqProducerInner for ProducerMember {
+    fn publish_topics(&self) -> Vec<String> {
+        self.publish_infos.publish_topics()
+    }
+
+    fn is_publish_topic_need_update(&self, topic: &str) -> bool {
+        self.publish_infos.is_publish_topic_need_update(topic)
+    }
+
+    fn update_topic_publish_info(&self, topic: &str, route: &TopicRouteData) {
+        self.publish_infos.update_topic_publish_info(topic, route);
+    }
+
+    fn check_transaction_state(&self, api: &MqClientApi, request: TransactionCheckRequest) {
+        match &self.transaction_checks {
+            Some(checks) => checks.submit(api, request),
+            // A producer without a listener answers as any non-transactional member does.
+            None => HeartbeatOnly.check_transaction_state(api, request),
+        }
+    }
+}
+
+/// A send running in the background ([`DefaultMqProducer::send_async`]): a future of its
+/// outcome. Dropping it does not cancel the send.
+#[derive(Debug)]
+#[must_use = "the outcome of the send is only known by awaiting it"]
+pub struct SendFuture {
+    outcome: oneshot::Receiver<Result<SendResult, ProducerError>>,
+}
+
+impl Future for SendFuture {
+    type Output = Result<SendResult, ProducerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.outcome)
+            .poll(cx)
+            .map(|outcome| outcome.unwrap_or(Err(ProducerError::AsyncSendLost)))
+    }
+}
+
 /// The default producer. See the module docs.
 #[derive(Debug)]
 pub struct DefaultMqProducer {
+    core: Arc<ProducerCore>,
+    id_setter: Arc<MessageClientIdSetter>,
+}
+
+/// The part of the producer that background sends share with it.
+#[derive(Debug)]
+struct ProducerCore {
     config: ProducerConfig,
     env: Env,
     registry: Arc<ClientInstanceRegistry>,
     publish_infos: Arc<PublishInfoTable>,
     retry: RetryPolicy,
     compressor: BodyCompressor,
-    id_setter: Arc<MessageClientIdSetter>,
     state: Mutex<(ServiceState, Option<Arc<ClientInstance>>)>,
+    /// One permit per async send in flight (`async_send_in_flight_max`).
+    async_sends: Arc<Semaphore>,
 }
 
 impl DefaultMqProducer {
@@ -707,12 +817,13 @@ impl DefaultMqProducer {
             super::compression::COMPRESS_LEVEL,
         )
         .expect("COMPRESS_LEVEL is a valid zlib level");
-        Self {
+        let core = ProducerCore {
             retry: RetryPolicy {
                 clock: env.clock.clone(),
                 rng: Arc::new(env.rng.fork()),
                 fault_strategy: MqFaultStrategy::new(config.send_latency_fault_enable),
                 retry_times_when_send_failed: config.retry_times_when_send_failed,
+                retry_times_when_send_async_failed: config.retry_times_when_send_async_failed,
                 retry_another_broker_when_not_store_ok: config
                     .retry_another_broker_when_not_store_ok,
             },
@@ -720,9 +831,13 @@ impl DefaultMqProducer {
             registry,
             publish_infos: Arc::default(),
             compressor,
-            id_setter: Arc::new(id_setter),
             state: Mutex::new((ServiceState::CreateJust, None)),
+            async_sends: Arc::new(Semaphore::new(config.async_send_in_flight_max)),
             config,
+        };
+        Self {
+            core: Arc::new(core),
+            id_setter: Arc::new(id_setter),
         }
     }
 
@@ -734,24 +849,17 @@ impl DefaultMqProducer {
 
     /// The producer's settings.
     pub fn config(&self) -> &ProducerConfig {
-        &self.config
+        &self.core.config
     }
 
     /// Where the producer is in its life.
     pub fn state(&self) -> ServiceState {
-        self.lock_state().0
+        self.core.lock_state().0
     }
 
     /// The client instance, while running.
     pub fn instance(&self) -> Option<Arc<ClientInstance>> {
-        self.lock_state().1.clone()
-    }
-
-    fn lock_state(&self) -> MutexGuard<'_, (ServiceState, Option<Arc<ClientInstance>>)> {
-        // The state is replaced whole, so a poisoned lock is still consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core.lock_state().1.clone()
     }
 
     /// Starts the producer (`start`, clients.md C11): checks the group, registers it with
@@ -759,40 +867,56 @@ impl DefaultMqProducer {
     /// broker it knows. Only a new producer can start; a failed start leaves it
     /// `CreateJust` (Java's START_FAILED has no counterpart in [`ServiceState`]).
     pub async fn start(&self) -> Result<(), ProducerError> {
+        self.start_member(None).await
+    }
+
+    /// [`start`](Self::start), registering `transaction_checks` as the queue of the
+    /// broker's transaction check-backs for this group.
+    pub(crate) async fn start_member(
+        &self,
+        transaction_checks: Option<Arc<CheckQueue>>,
+    ) -> Result<(), ProducerError> {
+        let core = &self.core;
         let instance = {
-            let mut state = self.lock_state();
+            let mut state = core.lock_state();
             if state.0 != ServiceState::CreateJust {
                 return Err(ProducerError::NotRunning(state.0));
             }
-            let group = self.config.group.as_str();
+            let group = core.config.group.as_str();
             if group != CLIENT_INNER_PRODUCER_GROUP {
                 check_group(group)?;
             }
-            let instance = self.registry.get_or_create(
-                &self.env,
-                &self.config.client,
+            let instance = core.registry.get_or_create(
+                &core.env,
+                &core.config.client,
                 ClientProcessorTable::new(),
             );
-            if !instance.register_producer(group, self.publish_infos.clone()) {
+            let member = ProducerMember {
+                publish_infos: core.publish_infos.clone(),
+                transaction_checks,
+            };
+            if !instance.register_producer(group, Arc::new(member)) {
                 return Err(ProducerError::GroupAlreadyCreated(group.to_owned()));
             }
-            self.publish_infos
-                .insert_if_absent(&self.config.create_topic_key);
+            core.publish_infos
+                .insert_if_absent(&core.config.create_topic_key);
             instance.start();
             *state = (ServiceState::Running, Some(instance.clone()));
             instance
         };
         instance.send_heartbeat_to_all_brokers().await;
-        tracing::info!(group = %self.config.group, client_id = instance.client_id(), "producer started");
+        tracing::info!(group = %core.config.group, client_id = instance.client_id(), "producer started");
         Ok(())
     }
 
     /// Stops the producer (`shutdown`): unregisters its group from the client instance and
     /// every broker; when no producer or consumer is left on the instance, shuts the instance
-    /// down and removes it from the registry.
+    /// down and removes it from the registry. Async sends already in flight are not waited
+    /// for; each still reports its outcome.
     pub async fn shutdown(&self) {
+        let core = &self.core;
         let instance = {
-            let mut state = self.lock_state();
+            let mut state = core.lock_state();
             if state.0 != ServiceState::Running {
                 return;
             }
@@ -801,34 +925,116 @@ impl DefaultMqProducer {
             instance
         };
         let Some(instance) = instance else { return };
-        instance.unregister_producer(&self.config.group).await;
-        self.registry.release_if_unused(&instance).await;
-        tracing::info!(group = %self.config.group, "producer shut down");
-    }
-
-    fn running_instance(&self) -> Result<Arc<ClientInstance>, ProducerError> {
-        match &*self.lock_state() {
-            (ServiceState::Running, Some(instance)) => Ok(instance.clone()),
-            (state, _) => Err(ProducerError::NotRunning(*state)),
-        }
+        instance.unregister_producer(&core.config.group).await;
+        core.registry.release_if_unused(&instance).await;
+        tracing::info!(group = %core.config.group, "producer shut down");
     }
 
     /// Sends `message` and waits for the broker, retrying another broker after a retriable
     /// failure (`send(msg)`, clients.md C14). Stamps `UNIQ_KEY` on `message` if it has none.
     pub async fn send(&self, message: &mut Message) -> Result<SendResult, ProducerError> {
         let outgoing = self.prepare(message)?;
-        self.send_default(outgoing, SendMode::Sync)
+        self.core
+            .send_default(outgoing, SendMode::Sync, self.core.env.clock.instant())
             .await?
             .ok_or(ProducerError::CallTimeout {
                 operation: "sendDefaultImpl",
             })
     }
 
+    /// Sends `message` in the background and returns at once (`send(msg, callback)`,
+    /// clients.md C10, C21): the returned [`SendFuture`] resolves to the outcome. The send
+    /// runs on a spawned task whether or not the future is polled; its budget,
+    /// `send_msg_timeout`, counts from this call. A send that gets no answer (no connection,
+    /// a failed write, a timeout) is retried up to `retry_times_when_send_async_failed` times
+    /// on a queue of another broker; a broker's refusal or a stored answer other than
+    /// SEND_OK is final. `UNIQ_KEY` is stamped on `message` before this returns; everything
+    /// else — validation, route lookup — happens in the background and fails the future.
+    ///
+    /// Fails at once, sending nothing, only when `async_send_in_flight_max` sends are
+    /// already in flight ([`ProducerError::AsyncSendRejected`]: back off and retry).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use ferrocket_engine::Env;
+    /// # use ferrocket_engine::client::instance::ClientInstanceRegistry;
+    /// # use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
+    /// # async fn example(env: Env) -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ProducerConfig::new("my_producer_group", "127.0.0.1:9876");
+    /// let producer = DefaultMqProducer::new(&env, Arc::new(ClientInstanceRegistry::new()), config);
+    /// producer.start().await?;
+    /// let mut pending = Vec::new();
+    /// for i in 0..100 {
+    ///     let mut message = Message::new("TopicTest", format!("hello {i}"));
+    ///     pending.push(producer.send_async(&mut message)?);
+    /// }
+    /// for sent in pending {
+    ///     println!("{:?}", sent.await?.status);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_async(&self, message: &mut Message) -> Result<SendFuture, ProducerError> {
+        let (sender, outcome) = oneshot::channel();
+        self.send_with_callback(message, move |result| {
+            // The caller may have dropped the future: the outcome is then unwanted.
+            let _ = sender.send(result);
+        })?;
+        Ok(SendFuture { outcome })
+    }
+
+    /// [`send_async`](Self::send_async) with a callback in place of a future (Java's
+    /// `SendCallback`): `callback` gets the outcome exactly once, on the background task,
+    /// when this returns `Ok` (unless the runtime shuts down first, dropping the task); it is
+    /// dropped uncalled when this returns `Err`. It should not block: hand long work to
+    /// another task.
+    ///
+    /// ```no_run
+    /// # use ferrocket_engine::client::producer::{DefaultMqProducer, Message};
+    /// # fn example(producer: &DefaultMqProducer) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut message = Message::new("TopicTest", "hello").with_tags("TagA");
+    /// producer.send_with_callback(&mut message, |outcome| match outcome {
+    ///     Ok(sent) => println!("stored at {:?} offset {}", sent.queue, sent.queue_offset),
+    ///     Err(error) => eprintln!("send failed: {error}"),
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_with_callback<F>(
+        &self,
+        message: &mut Message,
+        callback: F,
+    ) -> Result<(), ProducerError>
+    where
+        F: FnOnce(Result<SendResult, ProducerError>) + Send + 'static,
+    {
+        let begin = self.core.env.clock.instant();
+        let permit = self
+            .core
+            .async_sends
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ProducerError::AsyncSendRejected {
+                in_flight_max: self.core.config.async_send_in_flight_max,
+            })?;
+        self.stamp_uniq_key(message);
+        let message = message.clone();
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let outcome = core.send_async_in_background(&message, begin).await;
+            drop(permit);
+            callback(outcome);
+        });
+        Ok(())
+    }
+
     /// Sends `message` without waiting for an answer (`sendOneway`): one attempt; `Ok` once
     /// the request is written.
     pub async fn send_oneway(&self, message: &mut Message) -> Result<(), ProducerError> {
         let outgoing = self.prepare(message)?;
-        self.send_default(outgoing, SendMode::Oneway).await?;
+        self.core
+            .send_default(outgoing, SendMode::Oneway, self.core.env.clock.instant())
+            .await?;
         Ok(())
     }
 
@@ -836,12 +1042,13 @@ impl DefaultMqProducer {
     /// level, no retry topic; each message gets a `UNIQ_KEY` if it has none; retried like
     /// [`send`](Self::send). The result's `msg_id` joins the items' ids with commas.
     pub async fn send_batch(&self, messages: &mut [Message]) -> Result<SendResult, ProducerError> {
-        self.running_instance()?;
+        self.core.running_instance()?;
         for message in messages.iter_mut() {
             self.stamp_uniq_key(message);
         }
-        let outgoing = Outgoing::batch(messages, self.config.max_message_size)?;
-        self.send_default(outgoing, SendMode::Sync)
+        let outgoing = Outgoing::batch(messages, self.core.config.max_message_size)?;
+        self.core
+            .send_default(outgoing, SendMode::Sync, self.core.env.clock.instant())
             .await?
             .ok_or(ProducerError::CallTimeout {
                 operation: "sendDefaultImpl",
@@ -854,7 +1061,7 @@ impl DefaultMqProducer {
         message: &mut Message,
         queue: &MessageQueue,
     ) -> Result<SendResult, ProducerError> {
-        let begin = self.env.clock.instant();
+        let begin = self.core.env.clock.instant();
         let outgoing = self.prepare(message)?;
         if message.topic != queue.topic {
             return Err(MessageError::QueueTopicDiffers {
@@ -863,7 +1070,7 @@ impl DefaultMqProducer {
             }
             .into());
         }
-        self.send_once(&outgoing, queue, begin).await
+        self.core.send_once(&outgoing, queue, begin).await
     }
 
     /// Sends `message` to the queue `select` picks from the topic's publish queues, and
@@ -877,15 +1084,15 @@ impl DefaultMqProducer {
     where
         S: FnOnce(&[MessageQueue], &Message) -> Option<usize>,
     {
-        let begin = self.env.clock.instant();
+        let begin = self.core.env.clock.instant();
         let outgoing = self.prepare(message)?;
-        let info = self.publish_info(&message.topic).await?;
+        let info = self.core.publish_info(&message.topic).await?;
         let queues = info.message_queue_list();
         let queue = select(queues, message)
             .and_then(|index| queues.get(index))
             .ok_or(ProducerError::SelectorChoseNothing)?
             .clone();
-        self.send_once(&outgoing, &queue, begin).await
+        self.core.send_once(&outgoing, &queue, begin).await
     }
 
     /// Sends `message` to the queue [`SelectMessageQueueByHash`] picks for `key`: every
@@ -904,20 +1111,60 @@ impl DefaultMqProducer {
 
     /// Validates `message`, stamps its `UNIQ_KEY` and prepares its wire form.
     fn prepare(&self, message: &mut Message) -> Result<Outgoing, ProducerError> {
-        self.running_instance()?;
-        check_message(message, self.config.max_message_size)?;
+        self.core.running_instance()?;
+        check_message(message, self.core.config.max_message_size)?;
         self.stamp_uniq_key(message);
-        Ok(Outgoing::single(message, &self.compressor))
+        Ok(Outgoing::single(message, &self.core.compressor))
     }
 
     /// `MessageClientIDSetter.setUniqID`: a fresh id unless the message has one.
     fn stamp_uniq_key(&self, message: &mut Message) {
         if message.property(property_key::UNIQ_KEY).is_none() {
-            let id = self.id_setter.create_uniq_id(self.env.clock.wall_ms());
+            let id = self.id_setter.create_uniq_id(self.core.env.clock.wall_ms());
             message
                 .properties
                 .insert(property_key::UNIQ_KEY.to_owned(), id);
         }
+    }
+}
+
+impl ProducerCore {
+    fn lock_state(&self) -> MutexGuard<'_, (ServiceState, Option<Arc<ClientInstance>>)> {
+        // The state is replaced whole, so a poisoned lock is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn running_instance(&self) -> Result<Arc<ClientInstance>, ProducerError> {
+        match &*self.lock_state() {
+            (ServiceState::Running, Some(instance)) => Ok(instance.clone()),
+            (state, _) => Err(ProducerError::NotRunning(*state)),
+        }
+    }
+
+    /// The body of an async send (the task Java's `send(msg, callback)` submits): the
+    /// budget left since `begin`, then the default send in async mode.
+    async fn send_async_in_background(
+        &self,
+        message: &Message,
+        begin: crate::clock::Instant,
+    ) -> Result<SendResult, ProducerError> {
+        let timeout = self.config.send_msg_timeout;
+        let spent = self.env.clock.instant().saturating_duration_since(begin);
+        if timeout <= spent {
+            return Err(ProducerError::CallTimeout {
+                operation: "DEFAULT ASYNC send",
+            });
+        }
+        self.running_instance()?;
+        check_message(message, self.config.max_message_size)?;
+        let outgoing = Outgoing::single(message, &self.compressor);
+        self.send_default(outgoing, SendMode::Async, begin)
+            .await?
+            .ok_or(ProducerError::CallTimeout {
+                operation: "sendDefaultImpl",
+            })
     }
 
     /// `tryToFindTopicPublishInfo`: the cached publish info when it has queues, else the one
@@ -956,17 +1203,20 @@ impl DefaultMqProducer {
             })
     }
 
+    /// The default send (`sendDefaultImpl`) of `outgoing` in `mode`, within
+    /// `send_msg_timeout` counted from `begin` (route lookup included).
     async fn send_default(
         &self,
         outgoing: Outgoing,
         mode: SendMode,
+        begin: crate::clock::Instant,
     ) -> Result<Option<SendResult>, ProducerError> {
-        let timeout = self.config.send_msg_timeout;
         let instance = self.running_instance()?;
         let info = self.publish_info(&outgoing.topic).await?;
         let (outgoing, instance) = (&outgoing, &instance);
+        let timeout = self.config.send_msg_timeout;
         self.retry
-            .send(&info, mode, timeout, |queue, remaining| async move {
+            .send(&info, mode, timeout, begin, |queue, remaining| async move {
                 self.send_kernel(instance, outgoing, &queue, mode, remaining)
                     .await
             })
@@ -998,7 +1248,8 @@ impl DefaultMqProducer {
 
     /// `sendKernelImpl` (clients.md C17, C20, C21): finds the master of the queue's broker
     /// (refreshing the route once if unknown), builds the header and sends within what is
-    /// left of `timeout` (a spent budget makes the remoting layer time out at once).
+    /// left of `timeout` (a spent budget makes the remoting layer time out at once). An
+    /// async attempt waits for its answer here: it runs on its own task already.
     async fn send_kernel(
         &self,
         instance: &ClientInstance,
@@ -1037,7 +1288,7 @@ impl DefaultMqProducer {
         let remaining = timeout.saturating_sub(spent);
         let api = instance.api();
         match (&outgoing.body, mode) {
-            (OutgoingBody::Single(body), SendMode::Sync) => api
+            (OutgoingBody::Single(body), SendMode::Sync | SendMode::Async) => api
                 .send_message(&addr, &queue.broker_name, &header, body.clone(), remaining)
                 .await
                 .map(Some),

@@ -208,6 +208,7 @@ fn policy(retry_another_broker_when_not_store_ok: bool) -> RetryPolicy {
         rng: Rng::shared(7),
         fault_strategy: MqFaultStrategy::new(false),
         retry_times_when_send_failed: 2,
+        retry_times_when_send_async_failed: 2,
         retry_another_broker_when_not_store_ok,
     }
 }
@@ -253,6 +254,7 @@ fn run(
         &info,
         mode,
         Duration::from_secs(3),
+        policy.clock.instant(),
         |queue, _remaining| {
             let mut tried = tried.lock().unwrap();
             let answer = outcome(tried.len(), &queue);
@@ -354,6 +356,75 @@ fn a_oneway_send_makes_one_attempt() {
         Err(ProducerError::SendFailed { attempts: 1, .. })
     ));
     assert_eq!(tried.len(), 1);
+}
+
+#[test]
+fn an_async_send_without_an_answer_is_retried_on_the_other_broker() {
+    let timeout = |queue: &MessageQueue| {
+        ClientError::Remoting(RemotingError::Timeout {
+            addr: format!("{}:10911", queue.broker_name),
+            timeout_ms: 3000,
+        })
+    };
+    let (answer, tried) = run(
+        &policy(false),
+        SendMode::Async,
+        |index, queue| match index {
+            0 => Err(connect_error(queue)),
+            1 => Err(timeout(queue)),
+            _ => Ok(Some(result(queue, SendStatus::SendOk))),
+        },
+    );
+    let sent = answer.unwrap().unwrap();
+    assert_eq!(
+        tried.len(),
+        3,
+        "1 + retry_times_when_send_async_failed attempts"
+    );
+    assert!(
+        tried
+            .windows(2)
+            .all(|pair| pair[0].broker_name != pair[1].broker_name)
+    );
+    assert_eq!(sent.queue, tried[2]);
+
+    let (answer, tried) = run(&policy(false), SendMode::Async, |_, queue| {
+        Err(timeout(queue))
+    });
+    assert!(matches!(
+        answer,
+        Err(ProducerError::SendFailed { attempts: 3, .. })
+    ));
+    assert_eq!(tried.len(), 3);
+}
+
+#[test]
+fn an_async_send_refused_by_the_broker_or_stored_not_ok_is_final() {
+    let (answer, tried) = run(&policy(false), SendMode::Async, |_, queue| {
+        Err(broker_error(queue, response_code::SYSTEM_ERROR))
+    });
+    assert_eq!(
+        tried.len(),
+        1,
+        "a broker's answer is not retried asynchronously"
+    );
+    assert_eq!(
+        answer.unwrap_err().response_code(),
+        Some(response_code::SYSTEM_ERROR)
+    );
+
+    let (answer, tried) = run(&policy(true), SendMode::Async, |_, queue| {
+        Ok(Some(result(queue, SendStatus::FlushDiskTimeout)))
+    });
+    assert_eq!(
+        answer.unwrap().unwrap().status,
+        SendStatus::FlushDiskTimeout
+    );
+    assert_eq!(
+        tried.len(),
+        1,
+        "retry_another_broker_when_not_store_ok is for sync sends only"
+    );
 }
 
 #[test]
