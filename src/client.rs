@@ -62,7 +62,7 @@ pub use ferrocket_engine::client::api::{
 use ferrocket_engine::client::config::ClientConfig;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
 pub use ferrocket_engine::client::producer::{
-    DefaultMqProducer, Message, ProducerConfig, ProducerError,
+    DefaultMqProducer, Message, ProducerConfig, ProducerError, SendFuture,
 };
 pub use ferrocket_engine::client::pull_consumer::{
     DefaultMqPullConsumer, PullConsumerConfig, PullConsumerError,
@@ -70,6 +70,9 @@ pub use ferrocket_engine::client::pull_consumer::{
 pub use ferrocket_engine::client::push_consumer::{
     ConsumeContext, ConsumeOrderlyContext, ConsumeOrderlyStatus, ConsumeStatus,
     DefaultMqPushConsumer, MessageListener, PushConsumerConfig, PushConsumerError,
+};
+pub use ferrocket_engine::client::transaction::{
+    LocalTransactionState, TransactionListener, TransactionMqProducer, TransactionSendResult,
 };
 pub use ferrocket_engine::protocol::heartbeat::{ConsumeFromWhere, MessageModel, MessageQueue};
 pub use ferrocket_engine::store::message::StoredMessage as MessageExt;
@@ -226,11 +229,30 @@ impl ProducerBuilder {
         self
     }
 
-    /// Starts the producer.
-    pub async fn start(self) -> Result<DefaultMqProducer, ClientBuildError> {
+    fn build(self) -> Result<DefaultMqProducer, ClientBuildError> {
         let mut config = self.config;
         config.client = self.common.instance_config();
-        let producer = DefaultMqProducer::new(&self.common.env()?, registry(), config);
+        Ok(DefaultMqProducer::new(
+            &self.common.env()?,
+            registry(),
+            config,
+        ))
+    }
+
+    /// Starts the producer.
+    pub async fn start(self) -> Result<DefaultMqProducer, ClientBuildError> {
+        let producer = self.build()?;
+        producer.start().await?;
+        Ok(producer)
+    }
+
+    /// Starts a transactional producer of the group whose local transactions and
+    /// check-backs `listener` answers.
+    pub async fn start_transactional<L: TransactionListener>(
+        self,
+        listener: L,
+    ) -> Result<TransactionMqProducer<L>, ClientBuildError> {
+        let producer = TransactionMqProducer::with_producer(self.build()?, listener);
         producer.start().await?;
         Ok(producer)
     }
