@@ -320,10 +320,14 @@ pub fn committed_offsets_monotonic(history: &History) -> Vec<String> {
         if let Some((offset, at)) = last.get(&key)
             && sample.offset < *offset
         {
-            let crashed_between = history
-                .crashes
-                .iter()
-                .any(|c| c.broker == sample.broker && c.at >= *at && c.at <= sample.at);
+            let crashed_between = history.crashes.iter().any(|c| {
+                // The broker went down or came back (reloading its offsets file) between
+                // the samples; a sample just after the crash may still carry a pre-crash
+                // answer that was on the wire.
+                let restarted_between = c.restarted.is_some_and(|r| r > *at && r <= sample.at);
+                c.broker == sample.broker
+                    && ((c.at >= *at && c.at <= sample.at) || restarted_between)
+            });
             let shrank_before = history.durability.get(&sample.broker)
                 == Some(&Durability::AsyncFlush)
                 && history

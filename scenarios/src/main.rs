@@ -158,7 +158,8 @@ mod sweep {
             }
             for mut story in stories {
                 story.bug = args.inject_bug;
-                if args.verbose {
+                let single_run = args.seeds.end - args.seeds.start == 1;
+                if args.verbose || (single_run && story.name.starts_with("swarm")) {
                     eprintln!("seed {seed}: {story:#?}");
                 } else if story.name.starts_with("swarm") {
                     progress.set_message(format!("seed {seed} {}", story.name));

@@ -63,6 +63,8 @@ pub enum SendMode {
     Orderly,
     /// Batches of [`BATCH_SIZE`] messages, each batch to one queue.
     Batch,
+    /// One message per async send (the async retry rule), each awaited before the next.
+    Async,
 }
 
 /// Messages per batch of [`SendMode::Batch`].
@@ -535,9 +537,13 @@ async fn send_one(
     let order_key = (workload.mode == SendMode::Orderly).then(|| format!("k{}", seq % 8));
     let started = start.elapsed();
     let mut message = Message::new(TOPIC, body.clone());
-    let result = match &order_key {
-        Some(key) => producer.send_ordered_by_key(&mut message, key).await,
-        None => producer.send(&mut message).await,
+    let result = match (&order_key, workload.mode) {
+        (Some(key), _) => producer.send_ordered_by_key(&mut message, key).await,
+        (None, SendMode::Async) => match producer.send_async(&mut message) {
+            Ok(sending) => sending.await,
+            Err(refused) => Err(refused),
+        },
+        (None, _) => producer.send(&mut message).await,
     };
     let outcome = match result {
         Ok(sent) => SendOutcome::Acked(Ack {

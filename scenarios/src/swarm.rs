@@ -2,11 +2,12 @@
 //! (TigerBeetle's VOPR idea: most bugs need a particular mix of faults, and a fixed mix
 //! never finds them). The drawn plan is a [`Story`], printed before the run.
 //!
-//! A plan picks each broker group's flush mode, the workload (sync, ordered or batch sends;
-//! 0–3 consumers, concurrent, orderly or broadcasting), a subset of the fault kinds, and a timeline over the producer's
-//! sending phase where every fault is undone after 1–8 s (a crash by a restart, a
-//! partition by a heal, a pause by a resume, a disk fault by clearing it) — the harness
-//! heals anything left at the end anyway.
+//! A plan picks each broker group's flush mode, the workload (sync, ordered, batch or
+//! async sends; 0–3 consumers, concurrent, orderly or broadcasting), a subset of the fault
+//! kinds, and a timeline over the producer's sending phase where every fault is undone
+//! after 1–8 s (a crash by a restart, a partition by a heal, a pause by a resume, a disk
+//! fault by clearing it) — the harness heals anything left at the end anyway. A plan run
+//! alone (one seed) is printed before it runs; `--verbose` prints every plan.
 
 use std::time::Duration;
 
@@ -79,7 +80,12 @@ pub fn plan(seed: u64) -> Story {
         mode: if orderly {
             SendMode::Orderly
         } else {
-            [SendMode::Sync, SendMode::Orderly, SendMode::Batch][rng.below(3) as usize]
+            [
+                SendMode::Sync,
+                SendMode::Orderly,
+                SendMode::Batch,
+                SendMode::Async,
+            ][rng.below(4) as usize]
         },
         consumers,
         orderly_consumers: orderly,
