@@ -30,9 +30,10 @@
 //! every `persistConsumerOffsetInterval`. The tasks hold only a weak reference, so dropping
 //! the last handle of an instance stops them.
 //!
-//! Broker-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED, ...) are served by the
-//! [`ClientRequestProcessor`]s plugged in at construction through a [`ClientProcessorTable`];
-//! each gets the instance with every request. Every instance serves CHECK_TRANSACTION_STATE
+//! Broker-initiated requests are served by [`ClientRequestProcessor`]s; each gets the
+//! instance with every request. Every instance serves NOTIFY_CONSUMER_IDS_CHANGED itself
+//! ([`NotifyConsumerIdsChangedProcessor`]: every consumer rebalances at once) and
+//! CHECK_TRANSACTION_STATE
 //! itself ([`CheckTransactionStateProcessor`]): it hands the check to the producer of the
 //! half message's group through [`MqProducerInner::check_transaction_state`], so a
 //! transactional producer is asked whichever member created the instance. Codes without a
@@ -153,6 +154,32 @@ pub trait MqConsumerInner: Send + Sync + 'static {
     /// Persists the consumer's offsets (`persistConsumerOffset`): periodically and at
     /// shutdown.
     async fn persist_consumer_offset(&self) {}
+
+    /// A broker said the group's members changed (NOTIFY_CONSUMER_IDS_CHANGED): rebalance
+    /// now rather than at the next period (`rebalanceImmediately`). Consumers without a
+    /// rebalance ignore it.
+    fn rebalance_immediately(&self) {}
+}
+
+/// Serves NOTIFY_CONSUMER_IDS_CHANGED (oneway, broker to consumer) by asking every consumer
+/// of the instance to rebalance now, as Java's instance wakes its one rebalance service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotifyConsumerIdsChangedProcessor;
+
+#[async_trait::async_trait]
+impl ClientRequestProcessor for NotifyConsumerIdsChangedProcessor {
+    async fn process(
+        &self,
+        instance: &Arc<ClientInstance>,
+        _channel: &Channel,
+        _request: RemotingCommand,
+    ) -> Result<Option<RemotingCommand>, ProcessError> {
+        let (_, consumers) = instance.members();
+        for consumer in consumers {
+            consumer.rebalance_immediately();
+        }
+        Ok(None)
+    }
 }
 
 /// Serves a request a broker sends to the client, with the instance at hand.
@@ -314,10 +341,15 @@ impl ClientInstance {
     pub fn new(env: &Env, config: ClientConfig, processors: ClientProcessorTable) -> Arc<Self> {
         let rng: SharedRng = Arc::new(env.rng.fork());
         // The built-in processors come first, so a plugged-in one for the same code wins.
-        let builtin = ClientProcessorTable::new().register(
-            &[request_code::CHECK_TRANSACTION_STATE],
-            Arc::new(CheckTransactionStateProcessor),
-        );
+        let builtin = ClientProcessorTable::new()
+            .register(
+                &[request_code::CHECK_TRANSACTION_STATE],
+                Arc::new(CheckTransactionStateProcessor),
+            )
+            .register(
+                &[request_code::NOTIFY_CONSUMER_IDS_CHANGED],
+                Arc::new(NotifyConsumerIdsChangedProcessor),
+            );
         Arc::new_cyclic(|instance: &Weak<ClientInstance>| {
             let mut table = ProcessorTable::new();
             for (codes, processor, executor) in

@@ -31,8 +31,7 @@
 //!
 //! Deviations from Java: hooks, namespaces and SQL92 are not implemented; the subscription
 //! is always posted with each pull (`postSubscriptionWhenPull = true`); per-topic re-spreading of the flow-control thresholds is not done (each queue uses the
-//! configured ones); the NOTIFY_CONSUMER_IDS_CHANGED processor is only installed when this
-//! consumer creates the client instance.
+//! configured ones).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,8 +44,7 @@ use super::allocate::{AllocateMessageQueueStrategy, Averagely};
 use super::api::{ClientError, PullResult, PullStatus};
 use super::config::ClientConfig;
 use super::instance::{
-    ClientInstance, ClientInstanceRegistry, ClientProcessorTable, ClientRequestProcessor,
-    MqConsumerInner, ServiceState,
+    ClientInstance, ClientInstanceRegistry, ClientProcessorTable, MqConsumerInner, ServiceState,
 };
 use super::offset_store::{
     DEFAULT_LOCAL_OFFSET_STORE_DIR, InstanceOffsetBroker, LocalFileOffsetStorage, OffsetStorage,
@@ -70,9 +68,6 @@ use crate::protocol::heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, EXPRESSION_TYPE_TAG, LockBatchRequestBody,
     MessageModel, MessageQueue, SUB_ALL, SubscriptionData,
 };
-use crate::remoting::RemotingCommand;
-use crate::remoting::request_code;
-use crate::remoting::transport::{Channel, ProcessError};
 use crate::store::message::{StoredMessage, property_key};
 
 pub mod orderly;
@@ -481,24 +476,6 @@ impl RebalanceBroker for InstanceRebalanceBroker {
     }
 }
 
-/// Serves NOTIFY_CONSUMER_IDS_CHANGED by waking the rebalance service.
-struct NotifyConsumerIdsChanged {
-    wake: Arc<Notify>,
-}
-
-#[async_trait::async_trait]
-impl ClientRequestProcessor for NotifyConsumerIdsChanged {
-    async fn process(
-        &self,
-        _instance: &Arc<ClientInstance>,
-        _channel: &Channel,
-        _request: RemotingCommand,
-    ) -> Result<Option<RemotingCommand>, ProcessError> {
-        self.wake.notify_one();
-        Ok(None)
-    }
-}
-
 /// The consumer as the instance, the rebalance service, pull loops and consume batches see it.
 struct PushInner {
     config: PushConsumerConfig,
@@ -553,6 +530,10 @@ impl MqConsumerInner for PushInner {
         if self.subscriptions.contains_key(topic) {
             lock(&self.subscribe_infos).insert(topic.to_owned(), queues.clone());
         }
+    }
+
+    fn rebalance_immediately(&self) {
+        self.wake.notify_one();
     }
 
     async fn persist_consumer_offset(&self) {
@@ -1121,13 +1102,11 @@ impl DefaultMqPushConsumer {
                 ));
             }
             let wake = Arc::new(Notify::new());
-            let processors = ClientProcessorTable::new().register(
-                &[request_code::NOTIFY_CONSUMER_IDS_CHANGED],
-                Arc::new(NotifyConsumerIdsChanged { wake: wake.clone() }),
+            let instance = self.registry.get_or_create(
+                &self.env,
+                &self.config.client,
+                ClientProcessorTable::new(),
             );
-            let instance = self
-                .registry
-                .get_or_create(&self.env, &self.config.client, processors);
             let sub_version = self.env.clock.wall_ms();
             let mut subscriptions: BTreeMap<String, SubscriptionData> = self
                 .config
