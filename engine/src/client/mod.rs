@@ -1,4 +1,4 @@
-//! The Rust RocketMQ client: producer, push and pull consumers, over the remoting protocol
+//! The Rust RocketMQ client: producer, push, pull and lite pull consumers, over the remoting protocol
 //! only — so it works against any RocketMQ 4.x broker, not just ferrocket's.
 
 pub mod allocate;
@@ -7,6 +7,7 @@ pub mod compression;
 pub mod config;
 pub mod instance;
 pub mod latency;
+pub mod lite_pull_consumer;
 pub mod message_id;
 pub mod offset_store;
 pub mod process_queue;

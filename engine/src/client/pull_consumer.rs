@@ -167,6 +167,139 @@ pub fn filter_by_tags(
         .collect()
 }
 
+/// One pull as [`PullApiWrapper::pull_kernel`] sends it (`pullKernelImpl`'s arguments).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KernelPull<'a> {
+    /// The consumer group.
+    pub(crate) group: &'a str,
+    /// The queue to pull.
+    pub(crate) queue: &'a MessageQueue,
+    /// The subscription sent with the pull and re-applied to its answer.
+    pub(crate) subscription: &'a SubscriptionData,
+    /// The first offset to read.
+    pub(crate) offset: i64,
+    /// At most this many messages.
+    pub(crate) max_nums: i32,
+    /// The sysFlag ([`build_pull_sys_flag`]); COMMIT_OFFSET is cleared for a slave.
+    pub(crate) sys_flag: i32,
+    /// The offset committed with the pull when COMMIT_OFFSET is set.
+    pub(crate) commit_offset: i64,
+    /// How long the broker may hold the pull when SUSPEND is set.
+    pub(crate) broker_suspend_max_time: Duration,
+    /// How long the client waits for the answer.
+    pub(crate) timeout: Duration,
+}
+
+/// The pull path shared by the consumers that pull synchronously (Java's `PullAPIWrapper`):
+/// which broker of each queue's group to ask, the request, and the client-side tag filter
+/// of the answer.
+#[derive(Debug, Default)]
+pub(crate) struct PullApiWrapper {
+    /// Queue → broker id to pull from next (`pullFromWhichNodeTable`).
+    pull_from_which_node: Mutex<BTreeMap<MessageQueue, i64>>,
+}
+
+impl PullApiWrapper {
+    /// `pullKernelImpl` and `processPullResult`: sends `pull` to the broker id the last
+    /// answer for the queue suggested (the master at first; any member of the group when
+    /// that one is unknown, after one route refresh when the group is unknown), records the
+    /// broker id this answer suggests, and re-filters the messages by tag.
+    pub(crate) async fn pull_kernel(
+        &self,
+        instance: &ClientInstance,
+        pull: &KernelPull<'_>,
+    ) -> Result<PullResult, ClientError> {
+        let queue = pull.queue;
+        let broker_id = lock(&self.pull_from_which_node)
+            .get(queue)
+            .copied()
+            .unwrap_or(MASTER_ID);
+        let found = instance
+            .find_with_route_refresh(&queue.topic, |instance| {
+                instance.find_broker_address_in_subscribe(&queue.broker_name, broker_id, false)
+            })
+            .await
+            .ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
+        let mut sys_flag = pull.sys_flag;
+        if found.slave {
+            // Slaves take no offset commits.
+            sys_flag &= !pull_sys_flag::COMMIT_OFFSET;
+        }
+        let header = crate::remoting::headers::PullMessageRequestHeader {
+            consumer_group: pull.group.to_owned(),
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            queue_offset: pull.offset,
+            max_msg_nums: pull.max_nums,
+            sys_flag,
+            commit_offset: pull.commit_offset,
+            suspend_timeout_millis: pull.broker_suspend_max_time.as_millis() as i64,
+            subscription: Some(pull.subscription.sub_string.clone()),
+            // Tag subscriptions send version 0: the broker builds its own from the string.
+            sub_version: 0,
+            expression_type: Some(EXPRESSION_TYPE_TAG.to_owned()),
+            broker_name: None,
+        };
+        let mut result = instance
+            .api()
+            .pull_message(&found.broker_addr, &header, pull.timeout)
+            .await?;
+        lock(&self.pull_from_which_node).insert(queue.clone(), result.suggest_which_broker_id);
+        result.messages = filter_by_tags(std::mem::take(&mut result.messages), pull.subscription);
+        Ok(result)
+    }
+}
+
+/// The readable queues of `topic`, fresh from the name server
+/// (`MQAdminImpl.fetchSubscribeMessageQueues` without its empty check).
+pub(crate) async fn fetch_topic_queues(
+    instance: &ClientInstance,
+    topic: &str,
+) -> Result<BTreeSet<MessageQueue>, ClientError> {
+    let route = instance
+        .api()
+        .topic_route(topic, instance.config().mq_client_api_timeout)
+        .await?;
+    Ok(topic_route_to_subscribe_info(topic, &route))
+}
+
+/// The admin offset queries of `MQAdminImpl`, asked of the master of a queue's broker group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AdminOffset {
+    /// The queue's smallest offset still stored (`minOffset`).
+    Min,
+    /// The queue's next offset to be written (`maxOffset`).
+    Max,
+    /// The offset of the queue's first message stored at or after this wall time in ms
+    /// (`searchOffset`).
+    Search(i64),
+}
+
+/// Asks the master of `queue`'s broker group (`findBrokerAddressInPublish`, refreshing the
+/// route once when unknown) for `what`, waiting up to [`ADMIN_TIMEOUT`].
+pub(crate) async fn admin_offset(
+    instance: &ClientInstance,
+    queue: &MessageQueue,
+    what: AdminOffset,
+) -> Result<i64, ClientError> {
+    let addr = instance
+        .find_with_route_refresh(&queue.topic, |instance| {
+            instance.find_broker_address_in_publish(&queue.broker_name)
+        })
+        .await
+        .ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
+    let api = instance.api();
+    let (topic, queue_id) = (&queue.topic, queue.queue_id);
+    match what {
+        AdminOffset::Min => api.min_offset(&addr, topic, queue_id, ADMIN_TIMEOUT).await,
+        AdminOffset::Max => api.max_offset(&addr, topic, queue_id, ADMIN_TIMEOUT).await,
+        AdminOffset::Search(timestamp_ms) => {
+            api.search_offset(&addr, topic, queue_id, timestamp_ms, ADMIN_TIMEOUT)
+                .await
+        }
+    }
+}
+
 /// What the client instance sees of the consumer: its subscriptions, the readable queues of
 /// its topics, its offsets; and the per-queue broker id the last pull suggested.
 #[derive(Debug)]
@@ -178,8 +311,8 @@ struct PullConsumerInner {
     subscriptions: Mutex<BTreeMap<String, SubscriptionData>>,
     /// Topic → readable queues, from installed routes (`topicSubscribeInfoTable`).
     subscribe_infos: Mutex<BTreeMap<String, BTreeSet<MessageQueue>>>,
-    /// Queue → broker id to pull from next (`pullFromWhichNodeTable`).
-    pull_from_which_node: Mutex<BTreeMap<MessageQueue, i64>>,
+    /// Builds the pulls and remembers which broker of each queue to pull from next.
+    pull_api: PullApiWrapper,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -334,7 +467,7 @@ impl DefaultMqPullConsumer {
             offset_store: OffsetStore::new(group, Arc::new(InstanceOffsetBroker::new(&instance))),
             subscriptions: Mutex::new(subscriptions),
             subscribe_infos: Mutex::default(),
-            pull_from_which_node: Mutex::default(),
+            pull_api: PullApiWrapper::default(),
         });
         if !instance.register_consumer(group, inner.clone()) {
             return Err(PullConsumerError::GroupAlreadyCreated(group.to_owned()));
@@ -384,11 +517,7 @@ impl DefaultMqPullConsumer {
         topic: &str,
     ) -> Result<BTreeSet<MessageQueue>, PullConsumerError> {
         let Running { instance, .. } = self.running()?;
-        let route = instance
-            .api()
-            .topic_route(topic, instance.config().mq_client_api_timeout)
-            .await?;
-        let queues = topic_route_to_subscribe_info(topic, &route);
+        let queues = fetch_topic_queues(&instance, topic).await?;
         if queues.is_empty() {
             return Err(PullConsumerError::NoQueues(topic.to_owned()));
         }
@@ -444,47 +573,23 @@ impl DefaultMqPullConsumer {
         inner.subscribe_automatically(&queue.topic, sub_version);
         let subscription = SubscriptionData::build(&queue.topic, sub_expression, sub_version);
 
-        let broker_id = lock(&inner.pull_from_which_node)
-            .get(queue)
-            .copied()
-            .unwrap_or(MASTER_ID);
-        let found = instance
-            .find_with_route_refresh(&queue.topic, |instance| {
-                instance.find_broker_address_in_subscribe(&queue.broker_name, broker_id, false)
-            })
-            .await
-            .ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
-        let mut sys_flag = build_pull_sys_flag(false, block, true, false);
-        if found.slave {
-            // Slaves take no offset commits.
-            sys_flag &= !pull_sys_flag::COMMIT_OFFSET;
-        }
-        let header = crate::remoting::headers::PullMessageRequestHeader {
-            consumer_group: self.config.group.clone(),
-            topic: queue.topic.clone(),
-            queue_id: queue.queue_id,
-            queue_offset: offset,
-            max_msg_nums: max_nums,
-            sys_flag,
-            commit_offset: 0,
-            suspend_timeout_millis: self.config.broker_suspend_max_time.as_millis() as i64,
-            subscription: Some(subscription.sub_string.clone()),
-            // Tag subscriptions send version 0: the broker builds its own from the string.
-            sub_version: 0,
-            expression_type: Some(EXPRESSION_TYPE_TAG.to_owned()),
-            broker_name: None,
-        };
         let timeout = if block {
             self.config.consumer_timeout_when_suspend
         } else {
             self.config.consumer_pull_timeout
         };
-        let mut result = instance
-            .api()
-            .pull_message(&found.broker_addr, &header, timeout)
-            .await?;
-        lock(&inner.pull_from_which_node).insert(queue.clone(), result.suggest_which_broker_id);
-        result.messages = filter_by_tags(std::mem::take(&mut result.messages), &subscription);
+        let request = KernelPull {
+            group: &self.config.group,
+            queue,
+            subscription: &subscription,
+            offset,
+            max_nums,
+            sys_flag: build_pull_sys_flag(false, block, true, false),
+            commit_offset: 0,
+            broker_suspend_max_time: self.config.broker_suspend_max_time,
+            timeout,
+        };
+        let result = inner.pull_api.pull_kernel(&instance, &request).await?;
         Ok(result)
     }
 
@@ -525,20 +630,12 @@ impl DefaultMqPullConsumer {
 
     /// The queue's next offset to be written (`maxOffset`), from its master.
     pub async fn max_offset(&self, queue: &MessageQueue) -> Result<i64, PullConsumerError> {
-        let (instance, addr) = self.master_addr(queue).await?;
-        Ok(instance
-            .api()
-            .max_offset(&addr, &queue.topic, queue.queue_id, ADMIN_TIMEOUT)
-            .await?)
+        self.admin_offset(queue, AdminOffset::Max).await
     }
 
     /// The queue's smallest offset still stored (`minOffset`), from its master.
     pub async fn min_offset(&self, queue: &MessageQueue) -> Result<i64, PullConsumerError> {
-        let (instance, addr) = self.master_addr(queue).await?;
-        Ok(instance
-            .api()
-            .min_offset(&addr, &queue.topic, queue.queue_id, ADMIN_TIMEOUT)
-            .await?)
+        self.admin_offset(queue, AdminOffset::Min).await
     }
 
     /// The offset of the queue's first message stored at or after `timestamp_ms`
@@ -548,33 +645,17 @@ impl DefaultMqPullConsumer {
         queue: &MessageQueue,
         timestamp_ms: i64,
     ) -> Result<i64, PullConsumerError> {
-        let (instance, addr) = self.master_addr(queue).await?;
-        Ok(instance
-            .api()
-            .search_offset(
-                &addr,
-                &queue.topic,
-                queue.queue_id,
-                timestamp_ms,
-                ADMIN_TIMEOUT,
-            )
-            .await?)
+        self.admin_offset(queue, AdminOffset::Search(timestamp_ms))
+            .await
     }
 
-    /// The running instance and the master of `queue`'s broker group
-    /// (`findBrokerAddressInPublish`, refreshing the route once when unknown).
-    async fn master_addr(
+    async fn admin_offset(
         &self,
         queue: &MessageQueue,
-    ) -> Result<(Arc<ClientInstance>, String), PullConsumerError> {
+        what: AdminOffset,
+    ) -> Result<i64, PullConsumerError> {
         let Running { instance, .. } = self.running()?;
-        let addr = instance
-            .find_with_route_refresh(&queue.topic, |instance| {
-                instance.find_broker_address_in_publish(&queue.broker_name)
-            })
-            .await
-            .ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
-        Ok((instance, addr))
+        Ok(admin_offset(&instance, queue, what).await?)
     }
 }
 
