@@ -46,7 +46,35 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Or poll at the application's own pace:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use ferrocket::client::LitePullConsumerBuilder;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let consumer = LitePullConsumerBuilder::new("my_lite_group")
+//!     .namesrv_addr("127.0.0.1:9876")
+//!     .subscribe("TopicTest", "*")
+//!     .start()
+//!     .await?;
+//! loop {
+//!     let messages = consumer.poll(Duration::from_secs(1)).await?;
+//!     if messages.is_empty() {
+//!         break;
+//!     }
+//!     for message in messages {
+//!         println!("{} {:?}", message.queue_offset, message.body);
+//!     }
+//! }
+//! consumer.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -61,6 +89,9 @@ pub use ferrocket_engine::client::api::{
 };
 use ferrocket_engine::client::config::ClientConfig;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
+pub use ferrocket_engine::client::lite_pull_consumer::{
+    LitePullConsumer, LitePullConsumerConfig, LitePullConsumerError, MessageQueueListener,
+};
 pub use ferrocket_engine::client::producer::{
     DefaultMqProducer, Message, ProducerConfig, ProducerError, SendFuture,
 };
@@ -92,6 +123,9 @@ pub enum ClientBuildError {
     /// The pull consumer refused to start.
     #[error(transparent)]
     PullConsumer(#[from] PullConsumerError),
+    /// The lite pull consumer refused its subscriptions, assignment or start.
+    #[error(transparent)]
+    LitePullConsumer(#[from] LitePullConsumerError),
     /// A push consumer was started without a listener.
     #[error("no message listener: call consume_concurrently or consume_orderly")]
     NoListener,
@@ -392,6 +426,99 @@ impl PullConsumerBuilder {
     }
 }
 
+/// Builds and starts a [`LitePullConsumer`]: background pulls into a bounded buffer, taken
+/// out with [`LitePullConsumer::poll`].
+#[derive(Debug, Clone)]
+pub struct LitePullConsumerBuilder {
+    common: Common,
+    config: LitePullConsumerConfig,
+    subscriptions: BTreeMap<String, String>,
+    assigned: BTreeSet<MessageQueue>,
+}
+
+impl LitePullConsumerBuilder {
+    /// A clustering consumer of `group` with Java's defaults, subscribed to nothing yet.
+    pub fn new(group: impl Into<String>) -> Self {
+        let home_offsets = crate::home_dir().join(".rocketmq_offsets");
+        let mut config = LitePullConsumerConfig::new(group, "");
+        if let Ok(dir) = crate::disk_path(&home_offsets.to_string_lossy()) {
+            config.local_offset_store_dir = dir;
+        }
+        Self {
+            common: Common::new(),
+            config,
+            subscriptions: BTreeMap::new(),
+            assigned: BTreeSet::new(),
+        }
+    }
+
+    common_setters!();
+
+    /// Subscribes `topic` with a tag expression (`*`, `TagA || TagB`): the group shares its
+    /// queues. Not together with [`assign`](Self::assign).
+    pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
+        self.subscriptions.insert(topic.into(), expression.into());
+        self
+    }
+
+    /// Pulls exactly `queues`, without rebalance. Not together with
+    /// [`subscribe`](Self::subscribe).
+    pub fn assign(mut self, queues: impl IntoIterator<Item = MessageQueue>) -> Self {
+        self.assigned.extend(queues);
+        self
+    }
+
+    /// Where a queue with no committed offset starts (CONSUME_FROM_LAST_OFFSET).
+    pub fn consume_from(mut self, from: ConsumeFromWhere) -> Self {
+        self.config.consume_from_where = from;
+        self
+    }
+
+    /// Clustering (each message to one consumer of the group) or broadcasting (to all).
+    pub fn message_model(mut self, model: MessageModel) -> Self {
+        self.config.message_model = model;
+        self
+    }
+
+    /// How a clustering group shares queues (averagely).
+    pub fn allocate_strategy(mut self, strategy: Arc<dyn AllocateMessageQueueStrategy>) -> Self {
+        self.config.allocate_strategy = strategy;
+        self
+    }
+
+    /// Whether polls record consume offsets every 5 s (on); off, call
+    /// [`LitePullConsumer::commit_sync`].
+    pub fn auto_commit(mut self, enable: bool) -> Self {
+        self.config.auto_commit = enable;
+        self
+    }
+
+    /// The full consumer settings, for what the setters do not cover.
+    pub fn config(mut self, edit: impl FnOnce(&mut LitePullConsumerConfig)) -> Self {
+        edit(&mut self.config);
+        self
+    }
+
+    /// Subscribes or assigns, and starts the consumer.
+    pub async fn start(self) -> Result<LitePullConsumer, ClientBuildError> {
+        let mut config = self.config;
+        // Java keeps broadcasting consumers on the default instance name.
+        config.client = match config.message_model {
+            MessageModel::Clustering => self.common.instance_config(),
+            MessageModel::Broadcasting => self.common.client.clone(),
+        };
+        let consumer = LitePullConsumer::new(&self.common.env()?, registry(), config);
+        for (topic, expression) in &self.subscriptions {
+            consumer.subscribe(topic, expression).await?;
+        }
+        if !self.assigned.is_empty() {
+            consumer.assign(&self.assigned)?;
+        }
+        consumer.start().await?;
+        Ok(consumer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +548,24 @@ mod tests {
             .common
             .instance_config();
         assert_eq!(named.instance_name, "mine");
+    }
+
+    #[test]
+    fn the_lite_pull_builder_keeps_javas_defaults_and_what_it_is_told() {
+        let builder = LitePullConsumerBuilder::new("lite_cg")
+            .namesrv_addr("10.0.0.1:9876")
+            .subscribe("T", "A || B")
+            .auto_commit(false);
+        assert_eq!(builder.subscriptions["T"], "A || B");
+        assert!(builder.assigned.is_empty());
+        assert!(!builder.config.auto_commit);
+        assert_eq!(builder.config.pull_batch_size, 10);
+        assert!(
+            builder
+                .config
+                .local_offset_store_dir
+                .ends_with(".rocketmq_offsets")
+        );
     }
 
     #[tokio::test]
