@@ -32,6 +32,9 @@ fn consumer(
 ) -> DefaultMqPushConsumer {
     let mut config = PushConsumerConfig::new(group, cluster.namesrv_addr().to_string());
     config.consume_from_where = ConsumeFromWhere::ConsumeFromFirstOffset;
+    // The retry topic appears with the first send-back; the next rebalance picks it up.
+    // Java's 20 s period would make the test's bounds depend on the machine's load.
+    config.rebalance_interval = Duration::from_secs(5);
     config
         .subscriptions
         .insert(topic.to_owned(), "*".to_owned());
