@@ -869,6 +869,33 @@ impl ClientInstance {
         version_in(&self.lock_tables(), broker_name, addr)
     }
 
+    /// The group's client ids as a broker of `topic` lists them, sorted — what a clustering
+    /// rebalance allocates over; `None` (logged) when the list is empty or could not be had,
+    /// and the caller keeps its queues until the next rebalance. A broker that does not
+    /// know the group yet (its route was learned after the last heartbeat, which Java
+    /// leaves to the next 30 s heartbeat) gets a heartbeat at once and is asked again.
+    pub async fn rebalance_consumer_ids(&self, topic: &str, group: &str) -> Option<Vec<String>> {
+        let mut answer = self.find_consumer_id_list(topic, group).await;
+        if matches!(answer, Err(ClientError::Broker { .. })) {
+            self.send_heartbeat_to_all_brokers().await;
+            answer = self.find_consumer_id_list(topic, group).await;
+        }
+        match answer {
+            Ok(mut ids) if !ids.is_empty() => {
+                ids.sort();
+                Some(ids)
+            }
+            Ok(_) => {
+                tracing::warn!(%group, topic, "get consumer id list empty");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%group, topic, %error, "get consumer id list failed");
+                None
+            }
+        }
+    }
+
     /// The client ids of `group`'s consumers, asked of a broker serving `topic`
     /// (`findConsumerIdList`): a random broker group of the cached route (refreshed first
     /// when there is none), its master or else a random member.

@@ -78,7 +78,10 @@ use super::pull_consumer::{
     build_pull_sys_flag, fetch_topic_queues,
 };
 use super::push_consumer::InstanceRebalanceBroker;
-use super::rebalance::{ComputePullFromWhereError, ProcessQueueHandle, Rebalance, RebalanceConfig};
+use super::rebalance::{
+    ComputePullFromWhereError, ProcessQueueHandle, Rebalance, RebalanceConfig,
+    run_rebalance_service,
+};
 use crate::Env;
 use crate::broker::processor::pull::pull_sys_flag;
 use crate::clock::{ClockExt, Instant};
@@ -885,18 +888,14 @@ impl LiteInner {
 
     /// The rebalance task: at start, every `rebalance_interval`, and when woken.
     async fn rebalance_service(self: Arc<Self>) {
-        loop {
-            if self.stopped() {
-                return;
-            }
-            self.do_rebalance().await;
-            let sleep = self.env.clock.sleep(self.config.rebalance_interval);
-            tokio::select! {
-                biased;
-                () = self.wake.notified() => {}
-                () = sleep => {}
-            }
-        }
+        run_rebalance_service(
+            &self.env.clock,
+            self.config.rebalance_interval,
+            &self.wake,
+            || self.stopped(),
+            || self.do_rebalance(),
+        )
+        .await;
     }
 
     /// `doRebalance` with `RebalanceLitePullImpl`: every subscribed topic, then its pull tasks
@@ -928,12 +927,13 @@ impl LiteInner {
                 // Broadcasting takes every queue; the group's members do not matter.
                 Some(Vec::new())
             } else {
-                self.consumer_ids(&instance, topic).await
+                instance
+                    .rebalance_consumer_ids(topic, &self.config.group)
+                    .await
             };
-            let Some(mut ids) = ids else {
+            let Some(ids) = ids else {
                 continue;
             };
-            ids.sort();
             let now = self.env.clock.instant();
             let outcome = match rebalance.rebalance_by_topic(topic, &ids, now).await {
                 Ok(outcome) => outcome,
@@ -970,25 +970,6 @@ impl LiteInner {
         drop(rebalance);
         if changed {
             instance.send_heartbeat_to_all_brokers().await;
-        }
-    }
-
-    /// The group's client ids as a broker of `topic` lists them; `None` (logged) when the
-    /// list is empty or cannot be had, so the topic keeps its queues until the next run.
-    async fn consumer_ids(&self, instance: &ClientInstance, topic: &str) -> Option<Vec<String>> {
-        match instance
-            .find_consumer_id_list(topic, &self.config.group)
-            .await
-        {
-            Ok(ids) if !ids.is_empty() => Some(ids),
-            Ok(_) => {
-                tracing::warn!(group = %self.config.group, topic, "get consumer id list empty");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(group = %self.config.group, topic, %error, "get consumer id list failed");
-                None
-            }
         }
     }
 

@@ -57,7 +57,7 @@ use super::pull_consumer::{
 };
 use super::rebalance::{
     BATCH_LOCK_TIMEOUT, ProcessQueueHandle, PullRequest, Rebalance, RebalanceBroker,
-    RebalanceConfig,
+    RebalanceConfig, run_rebalance_service,
 };
 use crate::Env;
 use crate::broker::processor::pull::pull_sys_flag;
@@ -610,18 +610,14 @@ impl PushInner {
 
     /// The rebalance service: at start, every `rebalance_interval`, and when woken.
     async fn rebalance_service(self: Arc<Self>) {
-        loop {
-            if self.stopped() {
-                return;
-            }
-            self.do_rebalance().await;
-            let sleep = self.env.clock.sleep(self.config.rebalance_interval);
-            tokio::select! {
-                biased;
-                () = self.wake.notified() => {}
-                () = sleep => {}
-            }
-        }
+        run_rebalance_service(
+            &self.env.clock,
+            self.config.rebalance_interval,
+            &self.wake,
+            || self.stopped(),
+            || self.do_rebalance(),
+        )
+        .await;
     }
 
     /// `doRebalance`: every subscribed topic, then start the new queues' pull loops.
@@ -638,7 +634,10 @@ impl PushInner {
             let ids = if self.config.message_model == MessageModel::Broadcasting {
                 Vec::new()
             } else {
-                match self.consumer_ids(&instance, topic).await {
+                match instance
+                    .rebalance_consumer_ids(topic, &self.config.group)
+                    .await
+                {
                     Some(ids) => ids,
                     None => continue,
                 }
@@ -670,37 +669,6 @@ impl PushInner {
         if changed {
             // Java's messageQueueChanged: tell the brokers at once.
             instance.send_heartbeat_to_all_brokers().await;
-        }
-    }
-
-    /// The group's client ids as the broker of `topic` lists them, sorted; `None` (logged)
-    /// when there are none or the broker could not say. A broker that does not know the
-    /// group yet — its route was learned after the last heartbeat, which Java leaves to the
-    /// next 30 s heartbeat — gets a heartbeat at once and is asked again.
-    async fn consumer_ids(
-        &self,
-        instance: &Arc<ClientInstance>,
-        topic: &str,
-    ) -> Option<Vec<String>> {
-        let group = &self.config.group;
-        let mut answer = instance.find_consumer_id_list(topic, group).await;
-        if matches!(answer, Err(ClientError::Broker { .. })) {
-            instance.send_heartbeat_to_all_brokers().await;
-            answer = instance.find_consumer_id_list(topic, group).await;
-        }
-        match answer {
-            Ok(mut ids) if !ids.is_empty() => {
-                ids.sort();
-                Some(ids)
-            }
-            Ok(_) => {
-                tracing::warn!(%group, topic, "get consumer id list empty");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(%group, topic, %error, "get consumer id list failed");
-                None
-            }
         }
     }
 

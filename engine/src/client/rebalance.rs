@@ -37,7 +37,7 @@ use super::api::ClientError;
 use super::offset_store::{OffsetStore, ReadOffset, ReadOffsetType};
 use super::process_queue::ProcessQueue;
 use crate::broker::topic_config::system_topic::RETRY_GROUP_PREFIX;
-use crate::clock::Instant;
+use crate::clock::{ClockExt, Instant, SharedClock};
 use crate::protocol::heartbeat::{
     ConsumeFromWhere, LockBatchRequestBody, MessageModel, MessageQueue, SubscriptionData,
 };
@@ -80,6 +80,32 @@ pub trait RebalanceBroker: Send + Sync + std::fmt::Debug + 'static {
         body: &LockBatchRequestBody,
         oneway: bool,
     ) -> Result<(), ClientError>;
+}
+
+/// A consumer's rebalance service: `rebalance` runs at once, then every `interval` and
+/// whenever `wake` is notified (NOTIFY_CONSUMER_IDS_CHANGED), until `stopped` says so.
+pub async fn run_rebalance_service<F, Fut>(
+    clock: &SharedClock,
+    interval: Duration,
+    wake: &tokio::sync::Notify,
+    stopped: impl Fn() -> bool,
+    mut rebalance: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        if stopped() {
+            return;
+        }
+        rebalance().await;
+        let sleep = clock.sleep(interval);
+        tokio::select! {
+            biased;
+            () = wake.notified() => {}
+            () = sleep => {}
+        }
+    }
 }
 
 /// A process queue as the rebalance, the pull loop and the consume service share it.
