@@ -698,6 +698,12 @@ impl PushInner {
             if orderly && self.config.message_model == MessageModel::Clustering && !locked {
                 tracing::debug!(?queue, "pull message later because not locked in broker");
                 self.env.clock.sleep(PULL_DELAY_WHEN_EXCEPTION).await;
+                // Ask for the lock again now rather than at the next renewal (20 s): after a
+                // broker restart every orderly queue of it is in this state.
+                if !handle.state().dropped() {
+                    let now = self.env.clock.instant();
+                    self.rebalance.lock().await.lock(&queue, now).await;
+                }
                 continue;
             }
             let Some(subscription) = self.subscriptions.get(&queue.topic).cloned() else {
@@ -708,6 +714,14 @@ impl PushInner {
                 Ok(result) => result,
                 Err(error) => {
                     tracing::warn!(?queue, %error, "pull failed");
+                    if orderly {
+                        // The broker may have restarted and forgotten its locks (they live
+                        // in its memory only), and another consumer may hold this queue
+                        // now: stop consuming until the broker grants the lock again. Java
+                        // trusts the lock for its 30 s lifetime, so two consumers can run
+                        // one queue at once after a broker restart.
+                        handle.state().set_locked(false);
+                    }
                     self.env.clock.sleep(PULL_DELAY_WHEN_EXCEPTION).await;
                     continue;
                 }

@@ -15,9 +15,9 @@
 //!
 //! Invariants: a queue's batches run one at a time and in offset order (the per-queue
 //! [`message_queue_locks`](PushInner) mutex plus the single-task rule of `put_messages`);
-//! in a clustering group no batch starts without a live broker lock, and no offset is
-//! recorded for a queue whose lock was lost (it would be stale: another consumer has the
-//! queue); the offset recorded is always the end of a consumed batch, replacing the
+//! in a clustering group no batch starts without a live broker lock, and a queue whose lock
+//! the broker refused is dropped with its offset, cache and pull position (all stale:
+//! another consumer has the queue) and no batch finishing afterwards records an offset; the offset recorded is always the end of a consumed batch, replacing the
 //! previous one (`increase_only = false`).
 //!
 //! Deviations from Java: a batch that reached the max reconsume times goes to the
@@ -273,11 +273,18 @@ impl PushInner {
                     "broker refused queue locks; those queues pause");
             }
             // Another consumer holds these now (a broker that restarted lost its locks, and
-            // the group's views of its members differed for a moment): this consumer's
-            // offsets for them are stale, and committing them would move the group's offset
-            // backwards. Java keeps and commits them.
-            for queue in &outcome.refused {
-                self.offset_store.remove_offset(queue);
+            // the group's views of its members differed for a moment). This consumer's
+            // offsets, cached messages and pull positions for them are stale: committing
+            // the offsets, or consuming the cache once the lock comes back, would move the
+            // group's offset backwards. The queues are dropped and forgotten; when the
+            // rebalance gives one back, it starts from the group's committed offset. Java
+            // keeps and commits them.
+            if !outcome.refused.is_empty() {
+                let mut rebalance = self.rebalance.lock().await;
+                for queue in &outcome.refused {
+                    self.offset_store.remove_offset(queue);
+                    rebalance.remove_process_queue(queue).await;
+                }
             }
             delay = REBALANCE_LOCK_INTERVAL;
         }
