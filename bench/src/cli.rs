@@ -50,9 +50,13 @@ pub struct RunArgs {
     /// Print the summary as one JSON object on stdout (the readable summary goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Runtime worker threads (1: a single-threaded runtime).
+    /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Process id of the broker under test (on this host): its CPU time over the measured
+    /// window and its memory at the end are added to the summary.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
 }
 
 impl RunArgs {

@@ -10,7 +10,8 @@
 //! How it fits together: `topic` creates the benchmark topic with a fixed queue count;
 //! `produce` and `consume` run the clients; `control` holds the run's timeline (warm-up,
 //! measured window) and stop signal; `stats` keeps counts, errors by response code and HDR
-//! histograms per second and for the measured window; `run` strings a workload together and
+//! histograms per second and for the measured window; `procstat` reads the CPU time and
+//! memory of the load generator and of the broker (`--broker-pid`); `run` strings a workload together and
 //! builds the summary, printed as text or JSON (`--json`).
 //!
 //! Scope: the measuring code uses the tokio clock and the host's wall clock directly. It is
@@ -21,6 +22,7 @@ pub mod body;
 pub mod cli;
 pub mod consume;
 pub mod control;
+pub mod procstat;
 pub mod produce;
 pub mod run;
 pub mod stats;

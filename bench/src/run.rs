@@ -19,6 +19,7 @@ use crate::cli::{
 };
 use crate::consume::{self, ConsumeSink};
 use crate::control::{Phase, Stop, Timeline, WallClock};
+use crate::procstat::{CpuCost, Memory, Process};
 use crate::produce::{SendPlan, send_loop, start_producers};
 use crate::stats::{
     FirstErrors, LatencySummary, Recorder, Window, format_ms, live_line, mb_per_s, per_second,
@@ -104,6 +105,74 @@ pub struct Summary {
     pub consume_mb_per_s: f64,
     /// End-to-end latency per delivered message, microseconds.
     pub e2e_latency_us: Option<LatencySummary>,
+    /// The load generator's CPU over the measured window (per acknowledged message, or per
+    /// delivered message in a `consume` run).
+    pub client_cpu: Option<CpuCost>,
+    /// The broker's CPU over the measured window (with `--broker-pid`).
+    pub broker_cpu: Option<CpuCost>,
+    /// The broker's memory at the end of the measured window (with `--broker-pid`).
+    pub broker_memory: Option<Memory>,
+}
+
+/// CPU time used so far by the load generator and the broker, read at one instant.
+#[derive(Debug, Clone, Copy)]
+struct CpuReading {
+    at: Instant,
+    client: Option<Duration>,
+    broker: Option<Duration>,
+}
+
+/// CPU readings of the load generator and the broker at the start of the measured window,
+/// then again at its end.
+struct CpuWindow {
+    broker: Option<u32>,
+    start: Arc<std::sync::OnceLock<CpuReading>>,
+    task: JoinHandle<()>,
+}
+
+impl CpuWindow {
+    /// Takes the first readings when `timeline`'s measured window starts.
+    fn start(timeline: &Timeline, broker: Option<u32>) -> Self {
+        let start = Arc::new(std::sync::OnceLock::new());
+        let reading = start.clone();
+        let at = timeline.measure_start;
+        let task = tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = reading.set(CpuReading {
+                at: Instant::now(),
+                client: Process::Own.cpu_time(),
+                broker: broker.and_then(|pid| Process::Pid(pid).cpu_time()),
+            });
+        });
+        Self {
+            broker,
+            start,
+            task,
+        }
+    }
+
+    /// Takes the second readings now and records the costs of `messages` messages into
+    /// `summary`.
+    fn finish(self, summary: &mut Summary, messages: u64) {
+        self.task.abort();
+        let Some(start) = self.start.get().copied() else {
+            return;
+        };
+        let window = Instant::now().saturating_duration_since(start.at);
+        let cost = |before: Option<Duration>, after: Option<Duration>| {
+            Some(CpuCost::new(
+                after?.saturating_sub(before?),
+                window,
+                messages,
+            ))
+        };
+        summary.client_cpu = cost(start.client, Process::Own.cpu_time());
+        if let Some(pid) = self.broker {
+            let broker = Process::Pid(pid);
+            summary.broker_cpu = cost(start.broker, broker.cpu_time());
+            summary.broker_memory = broker.memory();
+        }
+    }
 }
 
 impl Summary {
@@ -149,6 +218,9 @@ impl Summary {
             consume_msgs_per_s: per_second(total.consumed, consume_elapsed),
             consume_mb_per_s: mb_per_s(total.consumed_bytes, consume_elapsed),
             e2e_latency_us: LatencySummary::of(&total.e2e_latency),
+            client_cpu: None,
+            broker_cpu: None,
+            broker_memory: None,
         }
     }
 
@@ -205,6 +277,25 @@ impl Summary {
             for (key, count) in &self.consume_errors_by_code {
                 text.push_str(&format!("  pull error   {key}: {count}\n"));
             }
+        }
+        for (name, cost) in [
+            ("client cpu", &self.client_cpu),
+            ("broker cpu", &self.broker_cpu),
+        ] {
+            if let Some(cost) = cost {
+                text.push_str(&format!(
+                    "  {name:<12} {:.2} cores, {:.1} µs/msg\n",
+                    cost.cores, cost.us_per_msg
+                ));
+            }
+        }
+        if let Some(memory) = &self.broker_memory {
+            text.push_str(&format!(
+                "  broker rss   {} MiB anonymous, {} MiB file-backed, peak {} MiB\n",
+                memory.rss_anon_kib / 1024,
+                memory.rss_file_kib / 1024,
+                memory.hwm_kib / 1024
+            ));
         }
         text
     }
@@ -418,6 +509,7 @@ async fn produce(env: &Env, args: ProduceArgs, threads: usize, stop: Arc<Stop>) 
         false,
         report_done.clone(),
     ));
+    let cpu = CpuWindow::start(&timeline, args.run.broker_pid);
     sending.spawn_loops(
         &args.run,
         &args.send,
@@ -427,18 +519,21 @@ async fn produce(env: &Env, args: ProduceArgs, threads: usize, stop: Arc<Stop>) 
         &stop,
     );
     let finished = sending.finish().await;
-    report_done.stop();
-    report.await.context("the live report panicked")?;
-    sending.shutdown().await;
-    finished?;
-    Ok(Summary::new(
+    let total = recorder.total();
+    let mut summary = Summary::new(
         "produce",
         &args.run.topic,
         send_workload(&args.send, threads),
         &timeline,
-        &recorder.total(),
+        &total,
         0,
-    ))
+    );
+    cpu.finish(&mut summary, total.acked);
+    report_done.stop();
+    report.await.context("the live report panicked")?;
+    sending.shutdown().await;
+    finished?;
+    Ok(summary)
 }
 
 async fn consume(env: &Env, args: ConsumeArgs, threads: usize, stop: Arc<Stop>) -> Result<Summary> {
@@ -461,6 +556,7 @@ async fn consume(env: &Env, args: ConsumeArgs, threads: usize, stop: Arc<Stop>) 
         true,
         report_done.clone(),
     ));
+    let cpu = CpuWindow::start(&timeline, args.run.broker_pid);
     let consumer = consume::start(
         env,
         &args.run.namesrv,
@@ -480,22 +576,25 @@ async fn consume(env: &Env, args: ConsumeArgs, threads: usize, stop: Arc<Stop>) 
         }
     }
     stop.stop();
-    report_done.stop();
-    report.await.context("the live report panicked")?;
-    consumer?.shutdown().await;
+    let total = recorder.total();
     let workload = Workload {
         consumer: Some(consumer_name(args.receive.consumer)),
         threads,
         ..Workload::default()
     };
-    Ok(Summary::new(
+    let mut summary = Summary::new(
         "consume",
         &args.run.topic,
         workload,
         &timeline,
-        &recorder.total(),
+        &total,
         sink.foreign(),
-    ))
+    );
+    cpu.finish(&mut summary, total.consumed);
+    report_done.stop();
+    report.await.context("the live report panicked")?;
+    consumer?.shutdown().await;
+    Ok(summary)
 }
 
 async fn e2e(env: &Env, args: E2eArgs, threads: usize, stop: Arc<Stop>) -> Result<Summary> {
@@ -547,6 +646,7 @@ async fn e2e(env: &Env, args: E2eArgs, threads: usize, stop: Arc<Stop>) -> Resul
         true,
         report_done.clone(),
     ));
+    let cpu = CpuWindow::start(&timeline, args.run.broker_pid);
     sending.spawn_loops(&args.run, &args.send, timeline, wall, &recorder, &stop);
     let finished = sending.finish().await;
     // Drain: wait until every acknowledged measured message has arrived, or give up.
@@ -557,11 +657,6 @@ async fn e2e(env: &Env, args: E2eArgs, threads: usize, stop: Arc<Stop>) -> Resul
         && stop.sleep_until(Instant::now() + DRAIN_POLL).await
     {}
     consumer_stop.stop();
-    report_done.stop();
-    report.await.context("the live report panicked")?;
-    consumer.shutdown().await;
-    sending.shutdown().await;
-    finished?;
     let total = recorder.total();
     let mut summary = Summary::new(
         "e2e",
@@ -575,5 +670,11 @@ async fn e2e(env: &Env, args: E2eArgs, threads: usize, stop: Arc<Stop>) -> Resul
         sink.foreign(),
     );
     summary.lost = Some(total.acked.saturating_sub(summary.consumed_unique));
+    cpu.finish(&mut summary, total.acked);
+    report_done.stop();
+    report.await.context("the live report panicked")?;
+    consumer.shutdown().await;
+    sending.shutdown().await;
+    finished?;
     Ok(summary)
 }
