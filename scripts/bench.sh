@@ -150,6 +150,7 @@ for entry in "${workloads[@]}"; do
     if [[ "$name" == backlog-* ]]; then
       bench "$tag-write.json" produce -s "$size" -c "$inflight" -p "$producers" --batch 16 \
         -w 0 --count "$backlog"
+      write_meta "$tag-write.meta" "$idle_kib" "$load"
       for consumer in pull push; do
         bench "$tag-$consumer.json" consume --consumer "$consumer" -g "bench_$consumer" \
           --from first -w 0 --count "$backlog" -d 600
@@ -164,16 +165,16 @@ for entry in "${workloads[@]}"; do
   done
 done
 
-table="$(python3 - "$results" "$runs" "$duration" "$warmup" "$backlog" "$pin" <<'EOF'
+table="$(python3 - "$results" "$runs" "$duration" "$warmup" "$backlog" "$pin" \
+  "${workloads[@]%%|*}" <<'EOF'
 import glob, json, os, re, statistics, subprocess, sys
 
-results, runs, duration, warmup, backlog, pin = sys.argv[1:]
+results, runs, duration, warmup, backlog, pin = sys.argv[1:7]
+order = sys.argv[7:]
 rows = {}
-for path in sorted(glob.glob(os.path.join(results, "*.json"))):
+for path in glob.glob(os.path.join(results, "*.json")):
     base = os.path.basename(path)[:-5]
-    if base.endswith("-write"):
-        continue
-    match = re.match(r"(.+)-(\d+)(?:-(pull|push))?$", base)
+    match = re.match(r"(.+)-(\d+)(?:-(pull|push|write))?$", base)
     name = match.group(1) + (f"-{match.group(3)}" if match.group(3) else "")
     with open(path) as f:
         summary = json.load(f)
@@ -204,12 +205,18 @@ model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.sta
 print(f"ferrocket {commit}, {os.cpu_count()} CPUs ({model}), "
       f"{'broker on cpu1, mqbench on cpu0' if pin == 'true' else 'unpinned'}; "
       f"{runs} runs per workload, each on a fresh broker: {warmup} s warm-up + {duration} s measured "
-      f"(backlog: {int(backlog):,} messages written, then read from the first offset). "
+      f"(backlog: {int(backlog):,} messages written 16 per request, then read from the first "
+      f"offset by a pull and then a push consumer). "
       f"Medians, (min–max) where shown. Raw summaries: {results}/")
 print()
 print("| workload | msgs/s | MB/s | send p50 ms | send p99 ms | p99.9 ms | max ms | errors | broker µs/msg | mqbench µs/msg | broker RssAnon MiB idle / after | load 1m |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for name, entries in rows.items():
+def rank(name):
+    base = re.sub(r"-(pull|push|write)$", "", name)
+    part = ["write", "pull", "push"].index(name.rsplit("-", 1)[1]) if base != name else 0
+    return (order.index(base) if base in order else len(order), part)
+
+for name, entries in sorted(rows.items(), key=lambda item: rank(item[0])):
     sums = [s for s, _ in entries]
     backlog_row = sums[0]["mode"] == "consume"
     rate = [s["consume_msgs_per_s"] if backlog_row else s["msgs_per_s"] for s in sums]
