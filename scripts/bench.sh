@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh [--runs N] [--duration S] [--warmup S] [--backlog N] [--only REGEX]
 #                    [--pin] [--out FILE] [--no-build] [--ports NAMESRV,BROKER]
+#   scripts/bench.sh --report target/bench/<time> [--out FILE]   # the table of earlier runs
 #
 # Workloads (1 KiB = 1024-byte bodies, topic with 8 queues, closed loop):
 #   async-128B-1 / -64, async-1KiB-1 / -64 (the headline), sync-128B-1 / -64,
@@ -27,8 +28,9 @@ out=""
 build=true
 namesrv_port=29876
 broker_port=29911
+report_only=""
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --no-build) build=false; shift ;;
     --ports) namesrv_port="${2%,*}"; broker_port="${2#*,}"; shift 2 ;;
+    --report) report_only="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage 1 ;;
   esac
@@ -60,13 +63,8 @@ workloads=(
   "backlog-1KiB|async|1024|64|4"
 )
 
-if $build; then
-  cargo build --release --locked --bin ferrocket --bin mqbench >&2
-fi
 ferrocket=target/release/ferrocket
 mqbench=target/release/mqbench
-results="target/bench/$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$results"
 
 broker_cpu=()
 client_cpu=()
@@ -135,46 +133,68 @@ write_meta() {
   printf '{"idle_rss_anon_kib": %s, "load_1m": %s}\n' "$idle_kib" "$load" >"$file"
 }
 
-for entry in "${workloads[@]}"; do
-  IFS='|' read -r name flush size inflight producers <<<"$entry"
-  if [[ -n "$only" && ! "$name" =~ $only ]]; then
-    continue
+# Runs every selected workload --runs times into $results.
+run_all() {
+  if $build; then
+    cargo build --release --locked --bin ferrocket --bin mqbench >&2
   fi
-  for run in $(seq "$runs"); do
-    tag="$results/$name-$run"
-    echo "==> $name run $run/$runs" >&2
-    start_broker "$flush" "$tag.broker.log"
-    sleep 1
-    idle_kib="$(rss_anon_kib)"
-    load="$(cut -d' ' -f1 /proc/loadavg)"
-    if [[ "$name" == backlog-* ]]; then
-      bench "$tag-write.json" produce -s "$size" -c "$inflight" -p "$producers" --batch 16 \
-        -w 0 --count "$backlog"
-      write_meta "$tag-write.meta" "$idle_kib" "$load"
-      for consumer in pull push; do
-        bench "$tag-$consumer.json" consume --consumer "$consumer" -g "bench_$consumer" \
-          --from first -w 0 --count "$backlog" -d 600
-        write_meta "$tag-$consumer.meta" "$idle_kib" "$load"
-      done
-    else
-      bench "$tag.json" produce -s "$size" -c "$inflight" -p "$producers" -w "$warmup" \
-        -d "$duration"
-      write_meta "$tag.meta" "$idle_kib" "$load"
+  results="target/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$results"
+  printf '{"runs": %s, "duration": %s, "warmup": %s, "backlog": %s, "pin": %s, "commit": "%s", "date": "%s"}\n' \
+    "$runs" "$duration" "$warmup" "$backlog" "$pin" "$(git rev-parse --short HEAD)" \
+    "$(date -u +%Y-%m-%dT%H:%MZ)" >"$results/params.json"
+  for entry in "${workloads[@]}"; do
+    IFS='|' read -r name flush size inflight producers <<<"$entry"
+    if [[ -n "$only" && ! "$name" =~ $only ]]; then
+      continue
     fi
-    stop_broker
+    for run in $(seq "$runs"); do
+      tag="$results/$name-$run"
+      echo "==> $name run $run/$runs" >&2
+      start_broker "$flush" "$tag.broker.log"
+      sleep 1
+      idle_kib="$(rss_anon_kib)"
+      load="$(cut -d' ' -f1 /proc/loadavg)"
+      if [[ "$name" == backlog-* ]]; then
+        bench "$tag-write.json" produce -s "$size" -c "$inflight" -p "$producers" --batch 16 \
+          -w 0 --count "$backlog"
+        write_meta "$tag-write.meta" "$idle_kib" "$load"
+        # The consumers read what was stored: a send refused under load is not in the backlog.
+        stored="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["acked"])' \
+          "$tag-write.json" 2>/dev/null || echo "$backlog")"
+        for consumer in pull push; do
+          bench "$tag-$consumer.json" consume --consumer "$consumer" -g "bench_$consumer" \
+            --from first -w 0 --count "$stored" -d 600
+          write_meta "$tag-$consumer.meta" "$idle_kib" "$load"
+        done
+      else
+        bench "$tag.json" produce -s "$size" -c "$inflight" -p "$producers" -w "$warmup" \
+          -d "$duration"
+        write_meta "$tag.meta" "$idle_kib" "$load"
+      fi
+      stop_broker
+    done
   done
-done
+}
 
-table="$(python3 - "$results" "$runs" "$duration" "$warmup" "$backlog" "$pin" \
-  "${workloads[@]%%|*}" <<'EOF'
-import glob, json, os, re, statistics, subprocess, sys
+if [[ -n "$report_only" ]]; then
+  results="$report_only"
+else
+  run_all
+fi
 
-results, runs, duration, warmup, backlog, pin = sys.argv[1:7]
-order = sys.argv[7:]
+table="$(python3 - "$results" "${workloads[@]%%|*}" <<'EOF'
+import glob, json, os, re, statistics, sys
+
+results = sys.argv[1]
+order = sys.argv[2:]
+params = json.load(open(os.path.join(results, "params.json")))
 rows = {}
 for path in glob.glob(os.path.join(results, "*.json")):
     base = os.path.basename(path)[:-5]
     match = re.match(r"(.+)-(\d+)(?:-(pull|push|write))?$", base)
+    if not match:
+        continue
     name = match.group(1) + (f"-{match.group(3)}" if match.group(3) else "")
     with open(path) as f:
         summary = json.load(f)
@@ -200,12 +220,12 @@ def cpu(summary, key):
     cost = summary.get(key)
     return cost["us_per_msg"] if cost else None
 
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"ferrocket {commit}, {os.cpu_count()} CPUs ({model}), "
-      f"{'broker on cpu1, mqbench on cpu0' if pin == 'true' else 'unpinned'}; "
-      f"{runs} runs per workload, each on a fresh broker: {warmup} s warm-up + {duration} s measured "
-      f"(backlog: {int(backlog):,} messages written 16 per request, then read from the first "
+print(f"ferrocket {params['commit']}, {params['date']}, {os.cpu_count()} CPUs ({model}), "
+      f"{'broker on cpu1, mqbench on cpu0' if params['pin'] else 'unpinned'}; "
+      f"{params['runs']} runs per workload, each on a fresh broker: {params['warmup']} s warm-up + "
+      f"{params['duration']} s measured "
+      f"(backlog: {params['backlog']:,} messages written 16 per request, then read from the first "
       f"offset by a pull and then a push consumer). "
       f"Medians, (min–max) where shown. Raw summaries: {results}/")
 print()
