@@ -143,7 +143,7 @@ fn two_then_three_consumers_share_queues_and_lose_nothing_across_rebalance() {
         consumers[0].start().await.unwrap();
         consumers[1].start().await.unwrap();
         send_bodies(&producer, TOPIC, PER_PHASE..2 * PER_PHASE, &logs).await;
-        let two_shared = eventually(Duration::from_secs(20), || {
+        let two_shared = eventually(Duration::from_secs(40), || {
             let r = received.lock().unwrap();
             r.by_consumer.len() == 2 && r.distinct().len() >= 2 * PER_PHASE
         })
@@ -277,13 +277,23 @@ fn orderly_consumers_keep_per_queue_order_while_one_leaves() {
         let second = make("orderly-2");
         first.start().await.unwrap();
         second.start().await.unwrap();
-        send_ordered(&producer, TOPIC, KEYS, 1..PER_KEY / 2, &logs).await;
-        let half = eventually(Duration::from_secs(30), || {
+        // The first consumer may hold every queue at first: a queue it gives up while it
+        // still caches messages stays locked for the unlock delay (20 s), so the second
+        // consumer's share can take that long to reach it.
+        let both_consumed = || {
             let log = log.lock().unwrap();
             ["orderly-1", "orderly-2"]
                 .iter()
                 .all(|c| log.iter().any(|d| d.consumer == *c))
-                && log.len() >= KEYS * PER_KEY / 2
+        };
+        for seq in 1..PER_KEY / 2 {
+            send_ordered(&producer, TOPIC, KEYS, seq..seq + 1, &logs).await;
+            if !both_consumed() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        let half = eventually(Duration::from_secs(60), || {
+            both_consumed() && log.lock().unwrap().len() >= KEYS * PER_KEY / 2
         })
         .await;
         assert!(
