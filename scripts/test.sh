@@ -2,6 +2,7 @@
 # The whole test suite: what CI runs (.ci/run) and what a developer runs before pushing.
 #
 #   formatting · clippy -D warnings in the normal and the simulated (--cfg madsim) build ·
+#   rustdoc with -D warnings ·
 #   every test in both builds (fuzz-input replay included) · the simulation tests again with
 #   madsim's determinism self-check and over many seeds · the simulation scenarios (named and
 #   swarm) over a seed range, and their determinism check
@@ -32,6 +33,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "clippy (madsim build)"
 sim cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rustdoc (every intra-doc link resolves, no broken HTML)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 
 step "real-client environment (PyPI rocketmq 0.4.4, the C++ client, in .venv)"
 FERROCKET_PYTHON="$(./scripts/client-env.sh | tail -n 1)"

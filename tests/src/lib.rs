@@ -2,8 +2,8 @@
 //! by the loopback tests (real TCP) and their simulated twins (madsim), and message-store
 //! fixtures ([`store`]), an in-process stand-in for a name server and broker
 //! ([`fake_broker`]), simulated name-server and broker nodes (`sim_broker`, madsim only),
-//! the real binaries and client scripts as processes ([`process`]), and the fixtures of the
-//! client tests against those binaries ([`client`]).
+//! the real binaries and client scripts as processes (`process`), and the fixtures of the
+//! client tests against those binaries (`client`).
 
 #[cfg(not(madsim))]
 pub mod client;

@@ -118,7 +118,7 @@ pub fn sort_client_ids(client_ids: &mut Vec<String>) {
 
 /// Java's argument checks (`AbstractAllocateMessageQueueStrategy.check`, 4.9.4+): errors for
 /// an empty client id or an empty list, then the index of `current_client_id` in
-/// `client_ids`, or `None` (logged as "[BUG]" — the broker does not know this consumer yet)
+/// `client_ids`, or `None` (logged as "\[BUG\]" — the broker does not know this consumer yet)
 /// when it is absent, in which case the strategy allocates nothing.
 pub fn check_allocate_arguments(
     group: &str,

@@ -104,7 +104,7 @@ pub enum ClientError {
     /// Nothing was sent; the message must change.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// No address is known for the broker (Java's "The broker[<name>] not exist", client
+    /// No address is known for the broker (Java's `The broker[<name>] not exist`, client
     /// code 10003). Refresh the topic's route and look again.
     #[error("the broker[{0}] not exist")]
     BrokerNotFound(String),

@@ -292,7 +292,7 @@ impl ProcessQueue {
     }
 
     /// Whether the last pull is more than [`PULL_MAX_IDLE_TIME`] before `now`: the rebalance
-    /// then drops and re-creates the queue (the "[BUG] ... pull is pause" self-heal).
+    /// then drops and re-creates the queue (the "\[BUG\] ... pull is pause" self-heal).
     pub fn is_pull_expired(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_pull_timestamp) > PULL_MAX_IDLE_TIME
     }

@@ -11,7 +11,7 @@
 //! each attempt and remembers slow brokers; [`MqClientApi`] builds the request and maps the
 //! answer.
 //!
-//! A send is prepared once ([`Outgoing`]): the `UNIQ_KEY` is stamped on the caller's message
+//! A send is prepared once (`Outgoing`): the `UNIQ_KEY` is stamped on the caller's message
 //! if absent, a single body of at least `compress_msg_body_over_howmuch` bytes is
 //! zlib-compressed, a batch is encoded item by item. Each attempt then only picks a queue and
 //! a broker address. Java re-prepares on every attempt and restores the caller's body in a

@@ -130,7 +130,7 @@ pub enum PutUnitOutcome {
         /// The queue's end (next index to write).
         end_index: i64,
     },
-    /// Not written: the index is above the queue's end. Java logs "[BUG]logic queue order
+    /// Not written: the index is above the queue's end. Java logs "\[BUG\]logic queue order
     /// maybe wrong" and appends anyway, which puts the unit at the wrong index; here the
     /// caller must treat it as a bug of the dispatch order.
     Gap {

@@ -298,7 +298,7 @@ pub enum RecordError {
         /// Bytes in the buffer.
         available: usize,
     },
-    /// TOTALSIZE disagrees with the lengths of the fields (RocketMQ's "[BUG]read total count
+    /// TOTALSIZE disagrees with the lengths of the fields (RocketMQ's "\[BUG\]read total count
     /// not equals msg total size"). Java's reput skips `total_size` bytes; recovery stops.
     #[error("TOTALSIZE {total_size} does not match the {computed} bytes its fields take")]
     SizeMismatch {

@@ -29,7 +29,7 @@
 //! `ScheduleMessageTimerThread` (4.9.3+ gives each level a thread of a pool): it keeps a
 //! due instant per level, sleeps until the earliest (or the next persist), and runs the
 //! passes that are due in level order. Puts are therefore serial and their order is a
-//! function of the simulated schedule alone. A pass is [`deliver_due`], which returns when
+//! function of the simulated schedule alone. A pass is `deliver_due`, which returns when
 //! it wants to run again (the `poll_timeout` shape), so tests drive it without timers:
 //!
 //! - a unit not yet due: at its delivery time, but at most [`DUE_RECHECK_MAX`] later, so a
@@ -51,7 +51,7 @@
 //! its record is unreadable (deleted by retention, or the unit is a filler), `REAL_TOPIC` or
 //! `REAL_QID` is missing or not a number (Java ≤ 4.9.2 "drop it"; 4.9.3+ retries such a unit
 //! forever and stalls the level), or the real topic is the transaction half topic (Java's
-//! "[BUG] ... discard") or [`SCHEDULE_TOPIC`] itself (which would come back to this queue
+//! "\[BUG\] ... discard") or [`SCHEDULE_TOPIC`] itself (which would come back to this queue
 //! forever).
 //!
 //! Invariant: a level's offset only moves forward while the service runs, and past a unit

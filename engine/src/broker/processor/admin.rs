@@ -17,7 +17,7 @@
 //! fastjson writes such a map with the key *object* in place of a key string:
 //! `{"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"lastUpdateTimestamp":0,…}}}`.
 //! That is not JSON, but every fastjson version reads its own output, so we write exactly
-//! that ([`fastjson_object_keyed_map`]). Quoting the key as a JSON string would be
+//! that (`fastjson_object_keyed_map`). Quoting the key as a JSON string would be
 //! standard JSON, but only fastjson 1.2.66 and later (RocketMQ 4.7.1 and later tools) parse
 //! a string key back into a `MessageQueue`; older tools would fail. Nothing but
 //! fastjson-based admin tools reads these two bodies.

@@ -3,18 +3,18 @@
 //! while this client holds the queue's lock on its broker.
 //!
 //! Where it sits: the pull loop caches pulled messages in the queue's process queue and,
-//! when no task runs for the queue, starts [`PushInner::consume_orderly`]. The task takes
+//! when no task runs for the queue, starts `PushInner::consume_orderly`. The task takes
 //! batches from the front of the cache
 //! ([`take_messages`](crate::client::process_queue::ProcessQueue::take_messages)), runs the
 //! listener under the process queue's consume lock, and commits (the offset moves past the
 //! batch) or, on [`ConsumeOrderlyStatus::SuspendCurrentQueueAMoment`], puts the batch back
 //! and pauses the queue. It ends when the cache is empty, the queue is dropped, the lock is
 //! lost or expired, or after [`MAX_TIME_CONSUME_CONTINUOUSLY`] (then it resubmits itself so
-//! other queues get their turn). [`PushInner::lock_service`] renews the broker locks every
+//! other queues get their turn). `PushInner::lock_service` renews the broker locks every
 //! [`REBALANCE_LOCK_INTERVAL`].
 //!
 //! Invariants: a queue's batches run one at a time and in offset order (the per-queue
-//! [`message_queue_locks`](PushInner) mutex plus the single-task rule of `put_messages`);
+//! `message_queue_locks` mutex plus the single-task rule of `put_messages`);
 //! in a clustering group no batch starts without a live broker lock, and a queue whose lock
 //! the broker refused is dropped with its offset, cache and pull position (all stale:
 //! another consumer has the queue) and no batch finishing afterwards records an offset; the offset recorded is always the end of a consumed batch, replacing the
