@@ -110,6 +110,83 @@ impl PutMessageResult {
     }
 }
 
+/// A put whose records are in the commit log (or that was refused), with the sync a
+/// SYNC_FLUSH put still waits for. Holds no lock and borrows nothing, so the wait can run on
+/// a task of its own: the sender is answered when the group commit covering its records
+/// completes, and the worker that appended is free meanwhile.
+#[must_use = "a put under SYNC_FLUSH is not acknowledged until its sync is awaited"]
+#[derive(Debug)]
+pub struct PendingPut {
+    /// The outcome as far as the append: `PutOk` for appended records.
+    pub result: PutMessageResult,
+    /// The sync still owed, under SYNC_FLUSH.
+    pub flush: Option<FlushWait>,
+}
+
+impl PendingPut {
+    fn done(result: PutMessageResult) -> Self {
+        Self {
+            result,
+            flush: None,
+        }
+    }
+
+    /// Waits for the sync, if one is owed; a sync that does not complete in time (or a
+    /// fenced commit log) turns `PutOk` into `FlushDiskTimeout`.
+    pub async fn finish(self) -> PutMessageResult {
+        let mut result = self.result;
+        if let Some(flush) = self.flush
+            && !flush.wait().await
+        {
+            result.status = PutMessageStatus::FlushDiskTimeout;
+        }
+        result
+    }
+}
+
+/// The group commit a SYNC_FLUSH put waits for.
+#[derive(Debug)]
+pub struct FlushWait {
+    commit_log: Arc<CommitLog>,
+    end_offset: u64,
+    timeout: Duration,
+}
+
+impl FlushWait {
+    /// Whether the records became durable within `syncFlushTimeout` (false too when the
+    /// commit log is fenced by a failed sync).
+    pub async fn wait(self) -> bool {
+        self.commit_log
+            .wait_for_flush(self.end_offset, self.timeout)
+            .await
+    }
+}
+
+/// The refusal a failed append is answered with.
+fn append_refusal(error: AppendError) -> PutMessageResult {
+    match error {
+        AppendError::Record(RecordError::PropertiesSizeExceeded { size }) => {
+            PutMessageResult::refused(
+                PutMessageStatus::PropertiesSizeExceeded,
+                format!("properties of {size} bytes are too large"),
+            )
+        }
+        AppendError::Record(error) => {
+            PutMessageResult::refused(PutMessageStatus::MessageIllegal, error.to_string())
+        }
+        AppendError::EmptyBatch => {
+            PutMessageResult::refused(PutMessageStatus::MessageIllegal, "empty batch")
+        }
+        AppendError::CreateMappedFile(error) => PutMessageResult::refused(
+            PutMessageStatus::CreateMappedFileFailed,
+            format!("create mapped file failed: {error}"),
+        ),
+        error @ (AppendError::Fenced | AppendError::Write(_)) => {
+            PutMessageResult::refused(PutMessageStatus::ServiceNotAvailable, error.to_string())
+        }
+    }
+}
+
 /// Outcome of a get, as the broker maps it to a pull response code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetMessageStatus {
@@ -360,15 +437,25 @@ impl MessageStore {
     /// whether a SYNC_FLUSH put waits for the sync.
     pub async fn put_message_with_wait(
         &self,
-        mut message: MessageInner,
+        message: MessageInner,
         wait_store_msg_ok: bool,
     ) -> PutMessageResult {
+        self.append_message(message, wait_store_msg_ok)
+            .finish()
+            .await
+    }
+
+    /// Appends one message whose `WAIT` property the caller removed, without waiting for
+    /// the disk: the returned [`PendingPut`] carries the sync still owed under SYNC_FLUSH
+    /// (when `wait_store_msg_ok`), so the caller can answer once it completes without
+    /// holding anything meanwhile (`asyncPutMessage`).
+    pub fn append_message(&self, mut message: MessageInner, wait_store_msg_ok: bool) -> PendingPut {
         if let Some(refused) = self.check_put(std::slice::from_ref(&message)) {
-            return refused;
+            return PendingPut::done(refused);
         }
         self.rewrite_delayed(&mut message);
         let appended = self.commit_log.append(&mut message);
-        self.finish_put(appended, wait_store_msg_ok).await
+        self.pending_put(appended, wait_store_msg_ok)
     }
 
     /// Whether an append has held the commit-log lock longer than
@@ -401,15 +488,21 @@ impl MessageStore {
     }
 
     /// Stores messages of one queue as consecutive records (a batch send).
-    pub async fn put_messages(&self, mut messages: Vec<MessageInner>) -> PutMessageResult {
+    pub async fn put_messages(&self, messages: Vec<MessageInner>) -> PutMessageResult {
+        self.append_messages(messages).finish().await
+    }
+
+    /// Appends messages of one queue as consecutive records without waiting for the disk;
+    /// see [`append_message`](Self::append_message).
+    pub fn append_messages(&self, mut messages: Vec<MessageInner>) -> PendingPut {
         if let Some(refused) = self.check_put(&messages) {
-            return refused;
+            return PendingPut::done(refused);
         }
         let wait = messages
             .first()
             .is_none_or(|m| m.property(property_key::WAIT) != Some("false"));
         let appended = self.commit_log.append_batch(&mut messages);
-        self.finish_put(appended, wait).await
+        self.pending_put(appended, wait)
     }
 
     fn check_put(&self, messages: &[MessageInner]) -> Option<PutMessageResult> {
@@ -470,55 +563,28 @@ impl MessageStore {
         message.queue_id = level - 1;
     }
 
-    async fn finish_put(
+    fn pending_put(
         &self,
         appended: Result<AppendMessageResult, AppendError>,
         wait: bool,
-    ) -> PutMessageResult {
+    ) -> PendingPut {
         let result = match appended {
             Ok(result) => result,
-            Err(AppendError::Record(RecordError::PropertiesSizeExceeded { size })) => {
-                return PutMessageResult::refused(
-                    PutMessageStatus::PropertiesSizeExceeded,
-                    format!("properties of {size} bytes are too large"),
-                );
-            }
-            Err(AppendError::Record(error)) => {
-                return PutMessageResult::refused(
-                    PutMessageStatus::MessageIllegal,
-                    error.to_string(),
-                );
-            }
-            Err(AppendError::EmptyBatch) => {
-                return PutMessageResult::refused(PutMessageStatus::MessageIllegal, "empty batch");
-            }
-            Err(AppendError::CreateMappedFile(error)) => {
-                return PutMessageResult::refused(
-                    PutMessageStatus::CreateMappedFileFailed,
-                    format!("create mapped file failed: {error}"),
-                );
-            }
-            Err(error @ (AppendError::Fenced | AppendError::Write(_))) => {
-                return PutMessageResult::refused(
-                    PutMessageStatus::ServiceNotAvailable,
-                    error.to_string(),
-                );
-            }
+            Err(error) => return PendingPut::done(append_refusal(error)),
         };
-        let mut status = PutMessageStatus::PutOk;
-        if self.config.flush_disk_type == FlushDiskType::SyncFlush
-            && wait
-            && !self
-                .commit_log
-                .wait_for_flush(result.end_offset(), self.config.sync_flush_timeout())
-                .await
-        {
-            status = PutMessageStatus::FlushDiskTimeout;
-        }
-        PutMessageResult {
-            status,
-            append: Some(result),
-            remark: None,
+        let flush =
+            (self.config.flush_disk_type == FlushDiskType::SyncFlush && wait).then(|| FlushWait {
+                commit_log: self.commit_log.clone(),
+                end_offset: result.end_offset(),
+                timeout: self.config.sync_flush_timeout(),
+            });
+        PendingPut {
+            result: PutMessageResult {
+                status: PutMessageStatus::PutOk,
+                append: Some(result),
+                remark: None,
+            },
+            flush,
         }
     }
 

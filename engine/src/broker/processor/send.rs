@@ -41,7 +41,10 @@
 //! queued (`reject_request`, `[REJECTREQUEST]`), and one already past that is refused by the
 //! store (OS_PAGECACHE_BUSY, `[PC_SYNCHRONIZED]`).
 //!
-//! Waiting for the disk: a single send's `WAIT` property is stripped from the stored record
+//! Waiting for the disk: under SYNC_FLUSH a send is answered from a task of its own once the
+//! group commit covering it completes ([`answer_when_durable`]), so the send workers append
+//! without waiting and every sync covers all that was appended while the previous one ran.
+//! A single send's `WAIT` property is stripped from the stored record
 //! (as Java) and passed to the store separately, so `WAIT=false` sends are answered without
 //! waiting for SYNC_FLUSH; a batch keeps the outer properties, `WAIT` included, in every
 //! record (as Java), and a send-back stores `WAIT=false` (as Java).
@@ -61,7 +64,7 @@ use crate::store::message::{
     BatchItem, MessageInner, PROPERTY_SEPARATOR, decode_batch, decode_properties, decode_record,
     encode_properties, find_property, property_key, sys_flag, tags_code,
 };
-use crate::store::message_store::{PutMessageResult, PutMessageStatus};
+use crate::store::message_store::{FlushWait, PendingPut, PutMessageResult, PutMessageStatus};
 use crate::store::metadata::SubscriptionGroupConfig;
 
 /// `BrokerConfig.regionId`'s default, sent as the `MSG_REGION` ext field of send responses.
@@ -151,8 +154,18 @@ impl SendMessageProcessor {
             };
             Ok::<_, ProcessError>((target.queue_id, result))
         };
-        Ok(Some(match put.await {
-            Ok((queue_id, result)) => self.put_result_response(request, queue_id, &result),
+        Ok(match put.await {
+            Ok((queue_id, pending)) => {
+                let response = self.put_result_response(request, queue_id, &pending.result);
+                match pending.flush {
+                    None => Some(response),
+                    Some(_) if request.is_oneway() => None,
+                    Some(flush) => {
+                        tokio::spawn(answer_when_durable(channel.clone(), response, flush));
+                        None
+                    }
+                }
+            }
             Err(refusal) => {
                 tracing::debug!(
                     topic = %header.topic,
@@ -161,9 +174,9 @@ impl SendMessageProcessor {
                     remark = %refusal.remark,
                     "send refused"
                 );
-                send_response(request, refusal.code, Some(refusal.remark))
+                Some(send_response(request, refusal.code, Some(refusal.remark)))
             }
-        }))
+        })
     }
 
     /// `msgCheck`: may this broker take messages for the header's topic and queue? Creates
@@ -288,7 +301,7 @@ impl SendMessageProcessor {
         header: &SendMessageRequestHeader,
         target: &SendTarget,
         peer: SocketAddr,
-    ) -> Result<PutMessageResult, ProcessError> {
+    ) -> Result<PendingPut, ProcessError> {
         let mut properties = decode_properties(header.properties.as_deref().unwrap_or(""));
         let reconsume_times = header.reconsume_times.unwrap_or(0);
         let mut topic = header.topic.clone();
@@ -380,8 +393,7 @@ impl SendMessageProcessor {
         Ok(self
             .context
             .store
-            .put_message_with_wait(message, wait_store_msg_ok)
-            .await)
+            .append_message(message, wait_store_msg_ok))
     }
 
     /// A batch (SEND_BATCH_MESSAGE, or a send with the batch flag): one record per inner
@@ -393,7 +405,7 @@ impl SendMessageProcessor {
         header: &SendMessageRequestHeader,
         target: &SendTarget,
         peer: SocketAddr,
-    ) -> Result<PutMessageResult, ProcessError> {
+    ) -> Result<PendingPut, ProcessError> {
         let illegal = |remark: String| ProcessError::new(response_code::MESSAGE_ILLEGAL, remark);
         if header.topic.starts_with(system_topic::RETRY_GROUP_PREFIX) {
             return Err(illegal("Retry Group is not supported for batching".into()));
@@ -457,7 +469,7 @@ impl SendMessageProcessor {
                 }
             })
             .collect();
-        Ok(self.context.store.put_messages(messages).await)
+        Ok(self.context.store.append_messages(messages))
     }
 
     /// `handlePutMessageResult`: the response code of a store outcome, with the three
@@ -722,6 +734,20 @@ impl SendMessageProcessor {
             .expect("callers only pick among a positive number of queues");
         i32::try_from(self.context.env.rng.below(bound))
             .expect("a value below an i32 bound fits an i32")
+    }
+}
+
+/// Answers a SYNC_FLUSH send once the group commit covering its records completes, as Java's
+/// asynchronous put path does: `response` is the answer for a durable put, and becomes
+/// FLUSH_DISK_TIMEOUT (with the same headers, the message being stored) when the sync does
+/// not complete within `syncFlushTimeout`. The send worker that appended is not held
+/// meanwhile, so one group commit covers every send appended during the previous sync.
+async fn answer_when_durable(channel: Channel, mut response: RemotingCommand, flush: FlushWait) {
+    if !flush.wait().await {
+        response.code = response_code::FLUSH_DISK_TIMEOUT;
+    }
+    if let Err(error) = channel.send(&response).await {
+        tracing::debug!(peer = %channel.peer_addr(), %error, "could not write a send response");
     }
 }
 

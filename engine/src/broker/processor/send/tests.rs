@@ -1018,3 +1018,90 @@ async fn the_busy_timeout_is_the_store_setting() {
     drop(stalled);
     assert!(!processor.reject_request());
 }
+
+// ---------------------------------------------------------------------------------------------
+// SYNC_FLUSH: answered once the group commit covering the send completes
+
+impl Broker {
+    /// Processes a send that the processor answers later through the channel, and returns
+    /// that answer once it arrives.
+    async fn process_answered_later(
+        &mut self,
+        request: RemotingCommand,
+        before_the_answer: impl AsyncFnOnce(&Self),
+    ) -> RemotingCommand {
+        let opaque = request.opaque;
+        let answered_now = self
+            .processor
+            .process(&self.peer.channel, request)
+            .await
+            .expect("the processor answers instead of failing");
+        assert!(
+            answered_now.is_none(),
+            "a SYNC_FLUSH send is not answered before its sync: {answered_now:?}"
+        );
+        before_the_answer(self).await;
+        let response = self.peer.next_command().await.expect("the send is answered");
+        assert!(response.is_response());
+        assert_eq!(response.opaque, opaque);
+        response
+    }
+}
+
+#[tokio::test]
+async fn a_sync_flush_send_is_answered_once_the_group_commit_covering_it_completes() {
+    let mut broker = Broker::start(|_, store| {
+        store.flush_disk_type = crate::store::config::FlushDiskType::SyncFlush;
+    })
+    .await;
+    let response = broker
+        .process_answered_later(plain_request("TopicSync", 1), async |broker| {
+            let commit_log = broker.context.store.commit_log();
+            assert!(commit_log.flushed_offset() < commit_log.max_offset());
+            tokio::task::yield_now().await;
+            commit_log.flush(0).await.expect("the memory disk syncs");
+        })
+        .await;
+    assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
+    assert_eq!(field(&response, "queueId"), "1");
+    assert_eq!(field(&response, "queueOffset"), "0");
+    assert_eq!(field(&response, "MSG_REGION"), REGION_ID_DEFAULT);
+    let stored = broker.stored(field(&response, "msgId"));
+    assert_eq!(stored.body.as_deref(), Some(&b"hello"[..]));
+    let commit_log = broker.context.store.commit_log();
+    assert_eq!(commit_log.flushed_offset(), commit_log.max_offset());
+}
+
+#[tokio::test]
+async fn a_sync_flush_send_whose_sync_does_not_complete_in_time_is_answered_flush_disk_timeout() {
+    let mut broker = Broker::start(|_, store| {
+        store.flush_disk_type = crate::store::config::FlushDiskType::SyncFlush;
+        store.sync_flush_timeout = 20;
+    })
+    .await;
+    // No flush service runs here, so the sync never happens.
+    let response = broker
+        .process_answered_later(plain_request("TopicSync", 0), async |_| {})
+        .await;
+    assert_eq!(response.code, response_code::FLUSH_DISK_TIMEOUT);
+    // Stored all the same: the producer gets where it landed (Java's processSendResponse
+    // reads the headers of every stored outcome).
+    let stored = broker.stored(field(&response, "msgId"));
+    assert_eq!(stored.body.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(field(&response, "queueOffset"), "0");
+}
+
+#[tokio::test]
+async fn a_sync_flush_send_with_wait_false_is_answered_at_once() {
+    let broker = Broker::start(|_, store| {
+        store.flush_disk_type = crate::store::config::FlushDiskType::SyncFlush;
+    })
+    .await;
+    let properties = java_properties(&[("WAIT", "false")]);
+    let response = broker
+        .process(v2_request(&java_header("TopicSync", 0, properties), b"x"))
+        .await;
+    assert_eq!(response.code, response_code::SUCCESS);
+    let commit_log = broker.context.store.commit_log();
+    assert!(commit_log.flushed_offset() < commit_log.max_offset());
+}
