@@ -46,6 +46,28 @@ pub fn apply_config(
     Ok(())
 }
 
+/// The process's async runtime with `worker_threads` workers (`None`: one per core). One
+/// worker makes a current-thread runtime: tasks run in the order they were woken, so the
+/// answers to the requests that arrived in one read are written in one write, with no
+/// wake-ups across threads — the cheapest setting where the server shares a small machine
+/// with its clients.
+pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(0) => anyhow::bail!("the runtime needs at least one worker thread"),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
 /// The production environment: tokio sockets and clock, memory-mapped files under `/`, and
 /// randomness seeded from the system.
 pub fn production_env() -> Result<Env> {

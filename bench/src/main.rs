@@ -45,11 +45,7 @@ fn main_with(cli: Cli) -> Result<()> {
         Command::E2e(args) => &args.run,
     };
     let (threads, json) = (run_args.threads.max(1), run_args.json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = ferrocket::runtime(Some(threads))?;
     let summary = runtime.block_on(async move {
         let env = ferrocket::production_env()?;
         let stop = Arc::new(Stop::default());

@@ -32,6 +32,11 @@ struct Args {
     /// Acknowledge sends only once synced to disk (SYNC_FLUSH) instead of ASYNC_FLUSH.
     #[arg(long)]
     sync_flush: bool,
+    /// Async runtime worker threads (default: one per core); 1 runs every task on one
+    /// thread, the most efficient setting on a machine of one or two cores shared with
+    /// clients.
+    #[arg(long)]
+    worker_threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -79,7 +84,7 @@ fn run(args: Args) -> Result<()> {
         },
         ..MessageStoreConfig::default()
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    let runtime = ferrocket::runtime(args.worker_threads)?;
     runtime.block_on(async move {
         let env = ferrocket::production_env()?;
         let namesrv = NamesrvController::start(env.clone(), namesrv_config, namesrv_server)

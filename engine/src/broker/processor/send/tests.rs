@@ -1041,7 +1041,11 @@ impl Broker {
             "a SYNC_FLUSH send is not answered before its sync: {answered_now:?}"
         );
         before_the_answer(self).await;
-        let response = self.peer.next_command().await.expect("the send is answered");
+        let response = self
+            .peer
+            .next_command()
+            .await
+            .expect("the send is answered");
         assert!(response.is_response());
         assert_eq!(response.opaque, opaque);
         response
