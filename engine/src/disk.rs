@@ -96,6 +96,14 @@ pub trait Segment: Send + Sync + Debug {
     /// Makes the bytes in `range` (and the segment's existence) durable. Runs off the async
     /// workers in production. After an `Err` the durable contents are unknown.
     fn sync(&self, range: Range<u64>) -> BoxFuture<'static, io::Result<()>>;
+
+    /// Starts preparing `range` for writes ahead of the writer (in production: page-cache
+    /// pages allocated and mapped writable off the async workers), so that a later
+    /// [`write_at`](Self::write_at) there does not stop for page faults. Returns at once and
+    /// changes no byte: advisory, and free to do nothing (the default).
+    fn prefault(&self, range: Range<u64>) {
+        let _ = range;
+    }
 }
 
 /// A directory tree of segments and small metadata files.

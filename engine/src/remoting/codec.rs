@@ -19,6 +19,7 @@ use std::fmt;
 use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use compact_str::{CompactString, ToCompactString};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -247,7 +248,7 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
         version: parsed.version.0,
         opaque: parsed.opaque.0,
         flag: parsed.flag.0,
-        remark: parsed.remark.0,
+        remark: parsed.remark.0.map(CompactString::into_string),
         ext_fields: parsed.ext_fields.0,
         ..RemotingCommand::default()
     })
@@ -331,18 +332,56 @@ impl<'de> Deserialize<'de> for LenientLanguage {
 /// Objects and arrays are kept as their JSON text, as fastjson coerces them for
 /// `Map<String, String>`.
 #[derive(Default)]
-struct LenientText(Option<String>);
+struct LenientText(Option<CompactString>);
 
 impl<'de> Deserialize<'de> for LenientText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        Ok(LenientText(match value {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(s),
-            serde_json::Value::Bool(b) => Some(b.to_string()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            nested => Some(nested.to_string()),
-        }))
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = LenientText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a text value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(LenientText(Some(CompactString::from(v))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(LenientText(Some(CompactString::from(v))))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(LenientText(Some(CompactString::const_new(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(LenientText(Some(v.to_compact_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(LenientText(Some(v.to_compact_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(LenientText(Some(
+                    serde_json::Number::from_f64(v)
+                        .map_or_else(|| v.to_compact_string(), |n| n.to_compact_string()),
+                )))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(LenientText(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let nested =
+                    serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(LenientText(Some(nested.to_compact_string())))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                let nested =
+                    serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(LenientText(Some(nested.to_compact_string())))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
     }
 }
 
@@ -362,8 +401,8 @@ impl<'de> Deserialize<'de> for LenientExtFields {
                 Ok(LenientExtFields::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = ExtFields::new();
-                while let Some((key, value)) = map.next_entry::<String, LenientText>()? {
+                let mut fields = ExtFields::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((key, value)) = map.next_entry::<CompactString, LenientText>()? {
                     if let Some(value) = value.0 {
                         fields.insert(key, value);
                     }

@@ -5,10 +5,10 @@
 //! (see [`super::header`]). Responses copy the request's `opaque` and serialize type and carry
 //! [`CURRENT_VERSION`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use super::code::{CURRENT_VERSION, LanguageCode, SerializeType, request_code, response_code};
 use super::header::{CommandHeader, HeaderError};
@@ -20,9 +20,12 @@ pub const FLAG_ONEWAY: i32 = 1 << 1;
 
 /// The `extFields` map: header fields by name, always strings on the wire.
 ///
-/// Kept sorted so that encodings are deterministic.
+/// Kept sorted by key so that encodings are deterministic. A request carries a dozen or so
+/// short fields, so they live in one sorted vector (binary search, no per-node allocation)
+/// of compact strings (keys and values up to 24 bytes are stored inline): decoding and
+/// encoding headers is on every request's path.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct ExtFields(BTreeMap<String, String>);
+pub struct ExtFields(Vec<(CompactString, CompactString)>);
 
 impl ExtFields {
     /// An empty map.
@@ -30,24 +33,40 @@ impl ExtFields {
         Self::default()
     }
 
+    /// An empty map with room for `capacity` fields.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        let index = self.position(key).ok()?;
+        Some(self.0[index].1.as_str())
     }
 
     /// Sets `key` to `value`, replacing any earlier value.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(key.into(), value.into());
+    pub fn insert(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
+        let key = key.into();
+        let value = value.into();
+        match self.position(&key) {
+            Ok(index) => self.0[index].1 = value,
+            Err(index) => self.0.insert(index, (key, value)),
+        }
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0.remove(key)
+        let index = self.position(key).ok()?;
+        Some(self.0.remove(index).1.into_string())
     }
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &str) -> bool {
-        self.0.contains_key(key)
+        self.position(key).is_ok()
     }
 
     /// The fields in key order.
@@ -68,23 +87,23 @@ impl ExtFields {
 
 impl fmt::Debug for ExtFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.0.iter()).finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+impl<K: Into<CompactString>, V: Into<CompactString>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        let mut fields = Self::new();
+        for (key, value) in iter {
+            fields.insert(key, value);
+        }
+        fields
     }
 }
 
 impl serde::Serialize for ExtFields {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        serializer.collect_map(self.iter())
     }
 }
 

@@ -22,6 +22,8 @@
 //! }
 //! ```
 
+use compact_str::CompactString;
+
 use super::command::ExtFields;
 
 /// Why a typed header could not be read from `extFields`.
@@ -76,7 +78,7 @@ pub trait HeaderScalar: Sized {
     /// Parses the wire form.
     fn parse(value: &str) -> Option<Self>;
     /// The wire form.
-    fn render(&self) -> String;
+    fn render(&self) -> CompactString;
 }
 
 impl HeaderScalar for String {
@@ -84,8 +86,8 @@ impl HeaderScalar for String {
     fn parse(value: &str) -> Option<Self> {
         Some(value.to_owned())
     }
-    fn render(&self) -> String {
-        self.clone()
+    fn render(&self) -> CompactString {
+        CompactString::from(self.as_str())
     }
 }
 
@@ -101,8 +103,8 @@ impl HeaderScalar for bool {
             None
         }
     }
-    fn render(&self) -> String {
-        self.to_string()
+    fn render(&self) -> CompactString {
+        CompactString::const_new(if *self { "true" } else { "false" })
     }
 }
 
@@ -112,8 +114,10 @@ macro_rules! numeric_scalar {
             fn parse(value: &str) -> Option<Self> {
                 value.trim().parse().ok()
             }
-            fn render(&self) -> String {
-                self.to_string()
+            fn render(&self) -> CompactString {
+                // Through `Display`, as Java's `String.valueOf` (for floats, `ToCompactString`
+                // would format with `ryu`, which differs from `Display`).
+                compact_str::format_compact!("{self}")
             }
         }
     )*};

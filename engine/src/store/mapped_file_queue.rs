@@ -23,6 +23,10 @@ pub fn segment_name(offset: u64) -> String {
     format!("{offset:020}")
 }
 
+/// Appends ask the disk to prepare this many bytes ahead of them, a chunk at a time (see
+/// [`Segment::prefault`]): each append that enters a new chunk asks for the next one.
+pub const PREFAULT_CHUNK: u64 = 4 * 1024 * 1024;
+
 /// One segment of a [`MappedFileQueue`].
 #[derive(Debug)]
 pub struct MappedFile {
@@ -97,12 +101,26 @@ impl MappedFile {
             ));
         }
         self.segment.write_at(position, data)?;
+        self.prefault_ahead(position, end);
         if store_timestamp > 0 {
             self.last_store_timestamp
                 .store(store_timestamp, Ordering::Release);
         }
         self.wrote_position.store(end, Ordering::Release);
         Ok(())
+    }
+
+    /// After a write of `start..end`: when it began the segment or entered a new chunk, asks
+    /// for the chunk after `end`'s to be prepared, so appends stay a chunk ahead of faults.
+    fn prefault_ahead(&self, start: u64, end: u64) {
+        let chunk = end / PREFAULT_CHUNK;
+        if start == 0 || start / PREFAULT_CHUNK != chunk {
+            let ahead = (chunk + 1) * PREFAULT_CHUNK;
+            if ahead < self.file_size {
+                self.segment
+                    .prefault(ahead..(ahead + PREFAULT_CHUNK).min(self.file_size));
+            }
+        }
     }
 
     /// Writes `header` at the write position and marks the segment full: the end-of-segment
@@ -488,4 +506,60 @@ fn zero_segment_tail(file: &MappedFile, position: u64) -> io::Result<bool> {
         at += len as u64;
     }
     Ok(wrote)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+
+    /// A segment that keeps nothing but the prefault requests it gets.
+    #[derive(Debug, Default)]
+    struct PrefaultLog {
+        requests: Mutex<Vec<Range<u64>>>,
+    }
+
+    impl Segment for PrefaultLog {
+        fn path(&self) -> &str {
+            "commitlog/00000000000000000000"
+        }
+        fn size(&self) -> u64 {
+            SEGMENT
+        }
+        fn write_at(&self, _offset: u64, _data: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync(&self, _range: Range<u64>) -> BoxFuture<'static, io::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn prefault(&self, range: Range<u64>) {
+            self.requests.lock().unwrap().push(range);
+        }
+    }
+
+    const SEGMENT: u64 = 2 * PREFAULT_CHUNK + PREFAULT_CHUNK / 2;
+
+    #[test]
+    fn appends_ask_for_the_chunk_ahead_once_per_chunk_entered() {
+        let log = Arc::new(PrefaultLog::default());
+        let file = MappedFile::new(0, log.clone(), SEGMENT);
+        let record = vec![0u8; 1000];
+        while file.free_bytes() >= record.len() as u64 {
+            file.append(&record, 1).unwrap();
+        }
+        let chunk = PREFAULT_CHUNK;
+        assert_eq!(
+            *log.requests.lock().unwrap(),
+            [chunk..2 * chunk, 2 * chunk..SEGMENT],
+            "the first append asks for the second chunk, entering it asks for the (short) \
+             last one, and entering the last asks for nothing past the end"
+        );
+    }
 }
