@@ -475,6 +475,9 @@ impl Channel {
             };
             let Some(batch) = batch else {
                 self.0.write_ready.notified().await;
+                // Let the tasks already runnable (workers answering the other requests of the
+                // same read) add their frames first, so they leave in this write.
+                tokio::task::yield_now().await;
                 continue;
             };
             self.0.write_drained.notify_waiters();
