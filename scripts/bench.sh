@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh [--runs N] [--duration S] [--warmup S] [--backlog N] [--only REGEX]
 #                    [--pin] [--out FILE] [--no-build] [--ports NAMESRV,BROKER]
+#                    [--broker-threads N]
 #   scripts/bench.sh --report target/bench/<time> [--out FILE]   # the table of earlier runs
 #
 # Workloads (1 KiB = 1024-byte bodies, topic with 8 queues, closed loop):
@@ -15,6 +16,8 @@
 # --duration seconds measured (default 60). The markdown table of medians (min–max where it
 # matters) goes to stdout and to --out if given; every run's JSON summary and the broker logs
 # stay in target/bench/<time>/. --pin runs the broker on cpu1 and mqbench on cpu0.
+# --broker-threads sets the broker's runtime worker threads (default 1: on a 2-core machine
+# shared with mqbench, one thread serves the most; 0 leaves ferrocket's default, one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +32,9 @@ build=true
 namesrv_port=29876
 broker_port=29911
 report_only=""
+broker_threads=1
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -44,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) build=false; shift ;;
     --ports) namesrv_port="${2%,*}"; broker_port="${2#*,}"; shift 2 ;;
     --report) report_only="$2"; shift 2 ;;
+    --broker-threads) broker_threads="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage 1 ;;
   esac
@@ -98,6 +103,7 @@ trap stop_broker EXIT
 start_broker() {
   local flush="$1" log="$2" flags=()
   [[ "$flush" == sync ]] && flags=(--sync-flush)
+  [[ "$broker_threads" != 0 ]] && flags+=(--worker-threads "$broker_threads")
   data_dir="$(mktemp -d "${TMPDIR:-/tmp}/ferrocket-bench.XXXXXX")"
   "${broker_cpu[@]}" "$ferrocket" --data-dir "$data_dir" --namesrv-port "$namesrv_port" \
     --broker-port "$broker_port" "${flags[@]}" >"$log" 2>&1 &
@@ -140,8 +146,8 @@ run_all() {
   fi
   results="target/bench/$(date -u +%Y%m%dT%H%M%SZ)"
   mkdir -p "$results"
-  printf '{"runs": %s, "duration": %s, "warmup": %s, "backlog": %s, "pin": %s, "commit": "%s", "date": "%s"}\n' \
-    "$runs" "$duration" "$warmup" "$backlog" "$pin" "$(git rev-parse --short HEAD)" \
+  printf '{"runs": %s, "duration": %s, "warmup": %s, "backlog": %s, "pin": %s, "broker_threads": %s, "commit": "%s", "date": "%s"}\n' \
+    "$runs" "$duration" "$warmup" "$backlog" "$pin" "$broker_threads" "$(git rev-parse --short HEAD)" \
     "$(date -u +%Y-%m-%dT%H:%MZ)" >"$results/params.json"
   for entry in "${workloads[@]}"; do
     IFS='|' read -r name flush size inflight producers <<<"$entry"
@@ -220,9 +226,15 @@ def cpu(summary, key):
     cost = summary.get(key)
     return cost["us_per_msg"] if cost else None
 
+def threads_text(threads):
+    if threads == 0:
+        return "one worker thread per core"
+    return "one thread" if threads == 1 else f"{threads} worker threads"
+
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"ferrocket {params['commit']}, {params['date']}, {os.cpu_count()} CPUs ({model}), "
-      f"{'broker on cpu1, mqbench on cpu0' if params['pin'] else 'unpinned'}; "
+      f"{'broker on cpu1, mqbench on cpu0' if params['pin'] else 'unpinned'}, "
+      f"broker runtime: {threads_text(params.get('broker_threads', 0))}; "
       f"{params['runs']} runs per workload, each on a fresh broker: {params['warmup']} s warm-up + "
       f"{params['duration']} s measured "
       f"(backlog: {params['backlog']:,} messages written 16 per request, then read from the first "
