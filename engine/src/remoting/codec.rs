@@ -217,7 +217,9 @@ fn encode_json_header(command: &RemotingCommand, out: &mut BytesMut) -> Result<(
         serialize_type: SerializeType::Json.name(),
         version: command.version,
     };
-    serde_json::to_writer(out.writer(), &header).map_err(|e| EncodeError::Io(e.into()))
+    let json = sonic_rs::to_vec(&header).map_err(|e| EncodeError::Io(io::Error::other(e)))?;
+    out.extend_from_slice(&json);
+    Ok(())
 }
 
 /// The JSON header as any client may write it.
@@ -241,7 +243,7 @@ struct JsonHeaderIn {
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let parsed: JsonHeaderIn =
-        serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
+        sonic_rs::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
     Ok(RemotingCommand {
         code: parsed.code.0,
         language: parsed.language.0,
