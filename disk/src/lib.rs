@@ -306,6 +306,7 @@ impl SegmentInner {
     /// Allocates and maps writable the pages of `start..start + len` (within the mapping),
     /// leaving their bytes as they are.
     #[cfg(target_os = "linux")]
+    #[cfg_attr(madsim, allow(dead_code, reason = "the simulation never prefaults"))]
     fn populate_for_write(&self, start: usize, len: usize) -> io::Result<()> {
         self.map
             .advise_range(memmap2::Advice::PopulateWrite, start, len)
@@ -404,19 +405,22 @@ impl Segment for MmapSegment {
     /// changed. Skipped outside a runtime, under madsim, and where the kernel (before 5.14)
     /// does not know the advice.
     fn prefault(&self, range: Range<u64>) {
-        let end = range.end.min(self.inner.size);
-        if range.start >= end {
-            return;
-        }
         #[cfg(all(target_os = "linux", not(madsim)))]
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let inner = Arc::clone(&self.inner);
-            // Both bounds are at most `size`, which fits in `usize`.
-            let (start, len) = (range.start as usize, (end - range.start) as usize);
-            // Advisory: a failure (an old kernel, memory pressure) leaves the pages to be
-            // faulted in by the writes themselves.
-            drop(handle.spawn_blocking(move || inner.populate_for_write(start, len)));
+        {
+            let end = range.end.min(self.inner.size);
+            if range.start < end
+                && let Ok(handle) = tokio::runtime::Handle::try_current()
+            {
+                let inner = Arc::clone(&self.inner);
+                // Both bounds are at most `size`, which fits in `usize`.
+                let (start, len) = (range.start as usize, (end - range.start) as usize);
+                // Advisory: a failure (an old kernel, memory pressure) leaves the pages to be
+                // faulted in by the writes themselves.
+                drop(handle.spawn_blocking(move || inner.populate_for_write(start, len)));
+            }
         }
+        #[cfg(not(all(target_os = "linux", not(madsim))))]
+        let _ = range;
     }
 }
 
