@@ -581,6 +581,7 @@ mod tests {
         assert!(buf.iter().all(|&byte| byte == 0));
         // The trait's entry point clips the range and returns at once, in a runtime or not.
         segment.prefault(size - 4096..size + 4096);
+        #[cfg(not(madsim))]
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
