@@ -153,3 +153,25 @@ pub fn total_memory() -> u64 {
         })
         .map_or(FALLBACK, |kb| kb * 1024)
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    use super::runtime;
+
+    #[test]
+    fn one_worker_is_a_current_thread_runtime_and_more_are_multi_threaded() {
+        let flavor = |threads| {
+            runtime(threads)
+                .expect("the runtime starts")
+                .handle()
+                .runtime_flavor()
+        };
+        assert_eq!(flavor(Some(1)), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(Some(2)), RuntimeFlavor::MultiThread);
+        assert_eq!(flavor(None), RuntimeFlavor::MultiThread);
+        let error = runtime(Some(0)).expect_err("no runtime without a worker");
+        assert!(error.to_string().contains("at least one worker"), "{error}");
+    }
+}
