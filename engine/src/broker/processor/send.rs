@@ -42,7 +42,7 @@
 //! store (OS_PAGECACHE_BUSY, `[PC_SYNCHRONIZED]`).
 //!
 //! Waiting for the disk: under SYNC_FLUSH a send is answered from a task of its own once the
-//! group commit covering it completes ([`answer_when_durable`]), so the send workers append
+//! group commit covering it completes (`answer_when_durable`), so the send workers append
 //! without waiting and every sync covers all that was appended while the previous one ran.
 //! A single send's `WAIT` property is stripped from the stored record
 //! (as Java) and passed to the store separately, so `WAIT=false` sends are answered without
