@@ -241,9 +241,22 @@ struct JsonHeaderIn {
     ext_fields: LenientExtFields,
 }
 
+/// Headers nested at most this deep (a real one is 2 deep) are parsed with `sonic-rs`; deeper
+/// ones with `serde_json`, whose recursion limit (128) keeps a hostile header from exhausting
+/// the stack (`sonic-rs` allows 255 levels, too many for a 2 MiB thread in a debug build).
+const SONIC_NESTING_MAX: usize = 32;
+
+/// An upper bound of how deep `json` nests: its count of `{` and `[` bytes.
+fn nesting_bound(json: &[u8]) -> usize {
+    json.iter().filter(|&&b| b == b'{' || b == b'[').count()
+}
+
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
-    let parsed: JsonHeaderIn =
-        sonic_rs::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let parsed: JsonHeaderIn = if nesting_bound(header) <= SONIC_NESTING_MAX {
+        sonic_rs::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?
+    } else {
+        serde_json::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?
+    };
     Ok(RemotingCommand {
         code: parsed.code.0,
         language: parsed.language.0,

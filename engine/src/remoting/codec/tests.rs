@@ -173,6 +173,29 @@ fn unknown_language_name_is_other() {
 }
 
 #[test]
+fn a_deeply_nested_header_is_an_error_not_a_stack_overflow() {
+    for depth in [200, 100_000] {
+        let header = format!(
+            r#"{{"code":10,"extFields":{{"a":{}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let result = decode_one(&frame_from_header(0, header.as_bytes(), b""));
+        assert!(
+            matches!(result, Err(DecodeError::Json(_))),
+            "depth {depth}: {result:?}"
+        );
+    }
+    // Nested values within the limit stay their JSON text, whichever parser reads them.
+    let nested = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let header = format!(r#"{{"code":10,"extFields":{{"a":{nested}}}}}"#);
+    let command = decode_one(&frame_from_header(0, header.as_bytes(), b""))
+        .unwrap()
+        .unwrap();
+    assert_eq!(command.ext_fields.get("a"), Some(nested.as_str()));
+}
+
+#[test]
 fn incomplete_frames_wait_for_more_bytes() {
     let bytes = encode_to_bytes(&java_send_v2_request()).unwrap();
     for cut in [0, 3, 4, 8, bytes.len() - 1] {
