@@ -431,21 +431,37 @@ impl OffsetStore {
     /// away). An empty `queues` does nothing at all — Java returns before looking, so it
     /// also drops nothing. Failures are logged and returned; they never stop the others.
     pub async fn persist_all(&self, queues: &BTreeSet<MessageQueue>) -> Vec<PersistOutcome> {
-        if queues.is_empty() {
+        self.persist_all_holding(queues, &BTreeSet::new()).await
+    }
+
+    /// [`persist_all`](Self::persist_all) for a consumer that still owns `held` but must not
+    /// commit them now (an orderly consumer's queues whose broker lock it does not hold:
+    /// another consumer may be consuming them, and a commit would move the group's offset
+    /// back under it). Their entries are kept, not committed, not forgotten.
+    pub async fn persist_all_holding(
+        &self,
+        queues: &BTreeSet<MessageQueue>,
+        held: &BTreeSet<MessageQueue>,
+    ) -> Vec<PersistOutcome> {
+        if queues.is_empty() && held.is_empty() {
             return Vec::new();
         }
         let to_commit: Vec<(MessageQueue, i64)> = {
             let mut offsets = self.lock_offsets();
             let unused: Vec<MessageQueue> = offsets
                 .keys()
-                .filter(|queue| !queues.contains(*queue))
+                .filter(|queue| !queues.contains(*queue) && !held.contains(*queue))
                 .cloned()
                 .collect();
             for queue in unused {
                 offsets.remove(&queue);
                 tracing::info!(group = %self.group, ?queue, "remove unused mq");
             }
-            offsets.iter().map(|(q, o)| (q.clone(), *o)).collect()
+            offsets
+                .iter()
+                .filter(|(queue, _)| !held.contains(*queue))
+                .map(|(q, o)| (q.clone(), *o))
+                .collect()
         };
         let results = self.broker.commit_all(&self.group, &to_commit).await;
         to_commit
@@ -651,6 +667,31 @@ mod tests {
         assert!(
             store.clone_offset_table("").is_empty(),
             "nothing cached from a failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn persist_all_holding_keeps_held_offsets_without_committing_them() {
+        let (broker, store) = store();
+        let (committed, held, dropped) = (queue("T", 0), queue("T", 1), queue("T", 2));
+        store.update_offset(&committed, 10, false);
+        store.update_offset(&held, 11, false);
+        store.update_offset(&dropped, 12, false);
+        let outcomes = store
+            .persist_all_holding(
+                &BTreeSet::from([committed.clone()]),
+                &BTreeSet::from([held.clone()]),
+            )
+            .await;
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(
+            *broker.commits.lock().unwrap(),
+            vec![(committed.clone(), 10)]
+        );
+        assert_eq!(
+            store.clone_offset_table(""),
+            BTreeMap::from([(committed, 10), (held, 11)]),
+            "a held queue keeps its entry, uncommitted; an unowned one is forgotten"
         );
     }
 

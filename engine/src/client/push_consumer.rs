@@ -536,16 +536,24 @@ impl MqConsumerInner for PushInner {
         self.wake.notify_one();
     }
 
+    /// Commits the offsets of the queues this consumer owns. An orderly clustering consumer
+    /// commits only the queues whose broker lock it holds: one it lost (a refused renewal, a
+    /// broker restart) may already be consumed by another member, and its stale offset would
+    /// move the group back. Java commits every owned queue.
     async fn persist_consumer_offset(&self) {
-        let queues: BTreeSet<MessageQueue> = self
-            .rebalance
-            .lock()
-            .await
-            .process_queues()
-            .keys()
-            .cloned()
-            .collect();
-        self.offset_store.persist_all(&queues).await;
+        let holds_locks =
+            self.listener.is_orderly() && self.config.message_model == MessageModel::Clustering;
+        let (mut queues, mut unlocked) = (BTreeSet::new(), BTreeSet::new());
+        for (queue, handle) in self.rebalance.lock().await.process_queues() {
+            if holds_locks && !handle.state().locked() {
+                unlocked.insert(queue.clone());
+            } else {
+                queues.insert(queue.clone());
+            }
+        }
+        self.offset_store
+            .persist_all_holding(&queues, &unlocked)
+            .await;
     }
 }
 

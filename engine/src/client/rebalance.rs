@@ -555,11 +555,17 @@ impl Rebalance {
         queue: &MessageQueue,
         handle: &ProcessQueueHandle,
     ) -> Removal {
+        let orderly_clustering =
+            self.config.consume_orderly && self.config.message_model == MessageModel::Clustering;
         // A failed commit is logged by the store; the broker keeps the older offset, so at
-        // worst some messages are consumed again.
-        let _ = self.offset_store.persist(queue).await;
+        // worst some messages are consumed again. An orderly queue whose lock this consumer
+        // lost is not committed: another member may be consuming it already (see
+        // `persist_consumer_offset`).
+        if !orderly_clustering || handle.state().locked() {
+            let _ = self.offset_store.persist(queue).await;
+        }
         self.offset_store.remove_offset(queue);
-        if !(self.config.consume_orderly && self.config.message_model == MessageModel::Clustering) {
+        if !orderly_clustering {
             return Removal::Removed;
         }
         // Java waits up to 1 s for the consume lock; not waiting gives the same outcome as a
