@@ -100,6 +100,23 @@ async fn scenario(cluster: &Cluster) {
         }
     };
     assert_eq!(queues.len(), 4, "an auto-created topic has 4 queues");
+    // The broker dispatches the commit log to the queues behind the acknowledgements (as in
+    // Java): wait until every sent message is in a queue before reading them to the end.
+    loop {
+        let mut dispatched = 0;
+        for queue in &queues {
+            dispatched += first.max_offset(queue).await.unwrap();
+        }
+        if dispatched == MESSAGE_COUNT as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dispatched} of {MESSAGE_COUNT} messages dispatched\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut pulled: BTreeMap<Bytes, usize> = BTreeMap::new();
     let mut end_offsets: BTreeMap<MessageQueue, i64> = BTreeMap::new();
     for queue in &queues {
