@@ -66,7 +66,8 @@ pub trait ClockExt: Clock {
 
 impl<C: Clock + ?Sized> ClockExt for C {}
 
-/// Time for the engine's own tests, which cannot use the production clock of `ferrocket-net`.
+/// Time for the engine's own tests, which cannot use the production clock of `ferrocket-net`:
+/// they read the runtime's clock through `ferrocket-runtime-clock`, as that clock does.
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::sync::Arc;
@@ -78,10 +79,10 @@ pub(crate) mod test_support {
 
     use super::{Clock, Instant};
 
-    /// The current instant of the test's runtime (virtual under madsim).
-    #[allow(clippy::disallowed_methods)]
+    /// The current instant of the test's runtime (virtual under madsim), read outside the
+    /// engine as production's clock is.
     pub(crate) fn now() -> Instant {
-        Instant::now()
+        ferrocket_runtime_clock::now()
     }
 
     /// A clock on the test runtime's time whose wall clock is set by the test.
@@ -108,9 +109,8 @@ pub(crate) mod test_support {
             self.wall_ms.load(Ordering::SeqCst)
         }
 
-        #[allow(clippy::disallowed_methods)]
         fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-            tokio::time::sleep_until(deadline).boxed()
+            ferrocket_runtime_clock::sleep_until(deadline).boxed()
         }
     }
 

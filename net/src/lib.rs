@@ -99,7 +99,7 @@ impl SystemClock {
 
 impl Clock for SystemClock {
     fn instant(&self) -> Instant {
-        Instant::now()
+        ferrocket_runtime_clock::now()
     }
 
     fn wall_ms(&self) -> i64 {
@@ -110,7 +110,7 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        tokio::time::sleep_until(deadline).boxed()
+        ferrocket_runtime_clock::sleep_until(deadline).boxed()
     }
 }
 
