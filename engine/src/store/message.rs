@@ -858,8 +858,6 @@ pub struct DispatchRequest {
     pub prepared_transaction_offset: i64,
     /// The `DELAY` property as a number (0 when absent or not a number).
     pub delay_level: i32,
-    /// All properties.
-    pub properties: BTreeMap<String, String>,
 }
 
 /// What [`check_record`] found at the start of a buffer.
@@ -1063,24 +1061,22 @@ pub fn check_record(buf: &[u8], check_crc: bool) -> RecordCheck {
         Ok(Parsed::Blank(size)) => return RecordCheck::Blank { size },
         Err(error) => return RecordCheck::Invalid(error),
     };
-    let properties = decode_properties(&String::from_utf8_lossy(view.properties));
-    let tags_code = properties
-        .get(property_key::TAGS)
-        .map_or(0, |tags| tags_code(tags));
+    // Dispatch needs four properties: find them in place rather than building the map.
+    let properties = String::from_utf8_lossy(view.properties);
+    let property = |key| find_property(&properties, key);
     RecordCheck::Message(DispatchRequest {
         topic: view.topic.to_owned(),
         queue_id: view.queue_id,
         commit_log_offset: view.physical_offset,
         msg_size: view.total_size,
-        tags_code,
+        tags_code: property(property_key::TAGS).map_or(0, tags_code),
         store_timestamp: view.store_timestamp,
         consume_queue_offset: view.queue_offset,
-        keys: properties.get(property_key::KEYS).cloned(),
-        uniq_key: properties.get(property_key::UNIQ_KEY).cloned(),
+        keys: property(property_key::KEYS).map(str::to_owned),
+        uniq_key: property(property_key::UNIQ_KEY).map(str::to_owned),
         sys_flag: view.sys_flag,
         prepared_transaction_offset: view.prepared_transaction_offset,
-        delay_level: parse_delay_level(properties.get(property_key::DELAY).map(String::as_str)),
-        properties,
+        delay_level: parse_delay_level(property(property_key::DELAY)),
     })
 }
 
