@@ -33,6 +33,15 @@ use crate::net::Connection;
 use crate::remoting::codec::{self, RemotingCodec};
 use crate::remoting::command::{FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand};
 
+/// Frames the reader decodes and hands over in a row before letting the other tasks run.
+///
+/// A peer with many requests in flight sends them in bursts. Reading a whole burst before any
+/// of it is processed makes the two sides take turns: the peer waits while this side works
+/// through the burst, then this side waits while the peer works through the answers. Handing
+/// the scheduler back after a few frames lets the first answers leave (in one write) while
+/// the rest of the burst is still to be read, so both sides work at once.
+const FRAMES_PER_TURN: u32 = 16;
+
 /// Per-connection settings.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
@@ -405,6 +414,7 @@ impl Channel {
     async fn read_loop(self, read_half: tokio::io::ReadHalf<Box<dyn crate::net::ByteStream>>) {
         let mut frames = FramedRead::new(read_half, RemotingCodec);
         let mut idle = self.0.clock.sleep_until(self.idle_deadline());
+        let mut frames_this_turn = 0;
         loop {
             tokio::select! {
                 // Fixed polling order: tokio's random order draws from an RNG outside the
@@ -425,6 +435,11 @@ impl Channel {
                         tracing::trace!(peer = %self.0.peer, ?command, "received");
                         self.touch();
                         self.on_command(command);
+                        frames_this_turn += 1;
+                        if frames_this_turn == FRAMES_PER_TURN {
+                            frames_this_turn = 0;
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Some(Err(error)) => {
                         tracing::warn!(peer = %self.0.peer, %error, "closing connection after a bad frame");

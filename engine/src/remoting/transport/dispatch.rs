@@ -390,13 +390,25 @@ impl FastFail {
     }
 }
 
+/// Requests a worker processes in a row before letting the other tasks run: the connection
+/// writers send the answers so far while the rest of the queue waits, rather than after the
+/// whole queue (see the channel's `FRAMES_PER_TURN`). With the send executor's four workers a
+/// current-thread runtime answers in turns of about sixteen.
+const REQUESTS_PER_TURN: u32 = 4;
+
 async fn work(
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     processor: Arc<dyn RequestProcessor>,
     fast_fail: FastFail,
     clock: SharedClock,
 ) {
+    let mut requests_this_turn = 0;
     loop {
+        if requests_this_turn == REQUESTS_PER_TURN {
+            requests_this_turn = 0;
+            tokio::task::yield_now().await;
+        }
+        requests_this_turn += 1;
         let (job, queue_len) = {
             let mut receiver = receiver.lock().await;
             match receiver.recv().await {
