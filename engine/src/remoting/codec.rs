@@ -23,6 +23,8 @@ use compact_str::{CompactString, ToCompactString};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+mod json_scan;
+
 use super::code::{LanguageCode, SerializeType};
 use super::command::{ExtFields, RemotingCommand};
 
@@ -252,6 +254,14 @@ fn nesting_bound(json: &[u8]) -> usize {
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
+    if let Some(command) = json_scan::scan_header(header) {
+        return Ok(command);
+    }
+    decode_json_header_in_general(header)
+}
+
+/// The general JSON header decoder: every lenient rule, and the errors.
+fn decode_json_header_in_general(header: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let parsed: JsonHeaderIn = if nesting_bound(header) <= SONIC_NESTING_MAX {
         sonic_rs::from_slice(header).map_err(|e| DecodeError::Json(e.to_string()))?
     } else {

@@ -351,3 +351,107 @@ proptest! {
         let _ = decode(&mut frame_from_header(serialize, &header, &body));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The JSON header scanner against the general decoder
+
+/// What the general decoder makes of `header`, as text for comparison (errors alike).
+fn general(header: &[u8]) -> Option<RemotingCommand> {
+    decode_json_header_in_general(header).ok()
+}
+
+#[test]
+fn the_scanner_reads_the_headers_real_clients_send() {
+    let java_response = r#"{"code":0,"extFields":{"msgId":"7F00000100002A9F0000000000000000","queueId":"1","queueOffset":"0","MSG_REGION":"DefaultRegion","TRACE_ON":"true"},"flag":1,"language":"JAVA","opaque":5,"serializeTypeCurrentRPC":"JSON","version":409}"#;
+    let spaced = "{ \"code\" : 10 ,\n\t\"remark\" : null , \"extFields\" : { \"a\" : \"\\u0001x\\\"y\\\\\" , \"b\" : null } }";
+    let unicode = r#"{"code":-1,"remark":"caf\u00e9 ☕","language":"GO","extFields":{}}"#;
+    let edges = r#"{"code":-0,"opaque":-2147483648,"flag":2147483647,"x":true,"y":null,"z":"\/"}"#;
+    for header in [
+        JAVA_SEND_V2_HEADER,
+        java_response,
+        spaced,
+        unicode,
+        edges,
+        "{}",
+        r#"{"extFields":null}"#,
+    ] {
+        let scanned = json_scan::scan_header(header.as_bytes());
+        assert!(scanned.is_some(), "declined {header}");
+        assert_eq!(scanned, general(header.as_bytes()), "{header}");
+    }
+    let spaced = json_scan::scan_header(spaced.as_bytes()).unwrap();
+    assert_eq!(spaced.ext_fields.get("a"), Some("\u{1}x\"y\\"));
+    assert!(!spaced.ext_fields.contains("b"));
+}
+
+#[test]
+fn the_scanner_leaves_the_lenient_and_the_malformed_to_the_general_decoder() {
+    for header in [
+        // Lenient forms: numbers as strings, values that are not strings, ordinals.
+        r#"{"code":"34","language":1}"#,
+        r#"{"code":310,"extFields":{"e":0,"k":false}}"#,
+        r#"{"code":10,"extFields":{"n":{"p":1}}}"#,
+        r#"{"code":1.0}"#,
+        r#"{"code":null}"#,
+        r#"{"code":1,"other":[1]}"#,
+        // Malformed or refused: duplicates, ranges, escapes it does not resolve, trailing bytes.
+        r#"{"code":1,"code":2}"#,
+        r#"{"code":2147483648}"#,
+        r#"{"code":01}"#,
+        r#"{"remark":"\ud83d\ude00"}"#,
+        r#"{"code":1} x"#,
+        r#"{"code":1,}"#,
+        "{\"remark\":\"a\tb\"}",
+        "",
+    ] {
+        assert_eq!(json_scan::scan_header(header.as_bytes()), None, "{header}");
+    }
+}
+
+/// Fragments that headers are made of, right and wrong, to assemble hostile headers from.
+const JSON_FRAGMENTS: &[&str] = &[
+    "{", "}", "[", "]", ":", ",", " ", "\n", "\"", "\\", "null", "true", "false", "0", "-0",
+    "7", "-12", "01", "1.5", "1e3", "2147483648", "\"code\"", "\"opaque\"", "\"flag\"",
+    "\"version\"", "\"language\"", "\"JAVA\"", "\"remark\"", "\"extFields\"", "\"a\"", "\"b\"",
+    "\"x\\\"y\"", "\"\\u0001\"", "\"\\ud83d\"", "\"\\q\"", "\"é\"", "\u{1}", "\u{ff}",
+];
+
+proptest! {
+    #[test]
+    fn the_scanner_agrees_with_the_general_decoder_on_every_encoded_header(
+        command in any_command(SerializeType::Json),
+    ) {
+        let mut frame = BytesMut::new();
+        encode(&command, &mut frame).unwrap();
+        let header_len = (u32::from_be_bytes(frame[4..8].try_into().unwrap()) & 0x00FF_FFFF) as usize;
+        let header = &frame[8..8 + header_len];
+        let scanned = json_scan::scan_header(header);
+        prop_assert!(scanned.is_some());
+        prop_assert_eq!(scanned, general(header));
+    }
+
+    #[test]
+    fn what_the_scanner_accepts_the_general_decoder_reads_the_same(
+        fragments in proptest::collection::vec(proptest::sample::select(JSON_FRAGMENTS), 0..40),
+    ) {
+        let header = fragments.concat();
+        if let Some(scanned) = json_scan::scan_header(header.as_bytes()) {
+            prop_assert_eq!(Some(scanned), general(header.as_bytes()), "{}", header);
+        }
+    }
+
+    #[test]
+    fn the_scanner_agrees_on_mutated_java_headers(
+        position in 0usize..400,
+        replacement in proptest::sample::select(JSON_FRAGMENTS),
+        cut in 0usize..3,
+    ) {
+        let mut header = JAVA_SEND_V2_HEADER.as_bytes().to_vec();
+        let at = position % (header.len() + 1);
+        let end = (at + cut).min(header.len());
+        header.splice(at..end, replacement.bytes());
+        if let Some(scanned) = json_scan::scan_header(&header) {
+            prop_assert_eq!(Some(scanned), general(&header), "{}", String::from_utf8_lossy(&header));
+        }
+    }
+}
