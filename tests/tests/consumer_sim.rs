@@ -36,8 +36,10 @@ const GROUP: &str = "consumer-sim-cg";
 const BROKER_A: &str = "10.0.2.1:10911";
 const BROKER_B: &str = "10.0.2.2:10911";
 const QUEUES_PER_BROKER: i32 = 4;
-/// Messages the producer sends, one every [`SEND_INTERVAL`].
-const SENDS: usize = 600;
+/// Messages the producer sends, one every [`SEND_INTERVAL`]: at least 50 s of sending, so
+/// sends go on well past [`HANDOVER_AT`] and the second consumer always has new messages to
+/// consume, however quickly the first caught up with the backlog.
+const SENDS: usize = 1000;
 const SEND_INTERVAL: Duration = Duration::from_millis(50);
 /// When the first consumer shuts down and the second starts, from the test's start.
 const HANDOVER_AT: Duration = Duration::from_secs(40);

@@ -525,19 +525,30 @@ mod tests {
         configure(&mut config);
         let table = ProcessorTable::new().register(&[CODE], gate.clone(), config);
         let dispatcher = Dispatcher::start(table, clock.clone());
+        let (channel, peer) = connected_channel(clock.clone());
+        Fixture {
+            channel,
+            peer,
+            clock,
+            gate,
+            dispatcher,
+        }
+    }
+
+    /// A broker-side channel and the client's end of its connection.
+    fn connected_channel(
+        clock: Arc<StepClock>,
+    ) -> (Channel, FramedRead<tokio::io::DuplexStream, RemotingCodec>) {
         let (broker_side, client_side) = tokio::io::duplex(1 << 16);
         let connection = Connection {
             stream: Box::new(broker_side),
             local_addr: "127.0.0.1:10911".parse().expect("literal address"),
             peer_addr: "127.0.0.1:5555".parse().expect("literal address"),
         };
-        Fixture {
-            channel: Channel::start_for_test(connection, clock.clone()),
-            peer: FramedRead::new(client_side, RemotingCodec),
-            clock,
-            gate,
-            dispatcher,
-        }
+        (
+            Channel::start_for_test(connection, clock),
+            FramedRead::new(client_side, RemotingCodec),
+        )
     }
 
     impl Fixture {
@@ -669,5 +680,57 @@ mod tests {
         f.send(2);
         f.gate.permits.add_permits(1);
         assert_eq!(f.answer().await, (2, response_code::SUCCESS, String::new()));
+    }
+
+    /// Answers at once and counts the requests it has processed.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl RequestProcessor for Counting {
+        async fn process(
+            &self,
+            _channel: &Channel,
+            request: RemotingCommand,
+        ) -> Result<Option<RemotingCommand>, ProcessError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(RemotingCommand::success_to(&request)))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_answers_leave_before_a_worker_has_worked_through_a_long_queue() {
+        const QUEUED: usize = 32;
+        let clock = StepClock::at(1_700_000_000_000);
+        let counting = Arc::new(Counting::default());
+        let table = ProcessorTable::new().register(
+            &[CODE],
+            counting.clone(),
+            ExecutorConfig::new(1, QUEUED),
+        );
+        let dispatcher = Dispatcher::start(table, clock.clone());
+        let (channel, mut peer) = connected_channel(clock);
+        let processed_at_first_answer = tokio::spawn({
+            let counting = counting.clone();
+            async move {
+                peer.next()
+                    .await
+                    .expect("the connection is open")
+                    .expect("the broker writes valid frames");
+                counting.0.load(Ordering::SeqCst)
+            }
+        });
+        for opaque in 1..=QUEUED {
+            let mut request = RemotingCommand::request(CODE);
+            request.opaque = i32::try_from(opaque).expect("a small number");
+            dispatcher.dispatch(&channel, request);
+        }
+        let processed = processed_at_first_answer.await.expect("the peer task ends");
+        // A worker that went through the whole queue before the writer ran would answer only
+        // after all of it: the peer would wait for the last request's processing.
+        assert!(
+            processed < QUEUED,
+            "the first answer arrived after {processed} of {QUEUED} requests were processed"
+        );
     }
 }
