@@ -117,6 +117,27 @@ pub fn test_producer(
     DefaultMqProducer::new(&client_env(seed), registry.clone(), config)
 }
 
+/// Polls `probe` every 50 ms until it gives `Some`, and returns that; fails the test with
+/// `what` and the cluster's logs after `max`.
+pub async fn until_some<T, F, Fut>(what: &str, max: Duration, cluster: &Cluster, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + max;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {max:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits up to `max` for `done`, looking every 100 ms; returns whether it became true.
 pub async fn eventually(max: Duration, done: impl Fn() -> bool) -> bool {
     let start = Instant::now();

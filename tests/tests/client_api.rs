@@ -14,10 +14,9 @@
 #![cfg(not(madsim))]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocket_engine::client::api::{ClientError, MqClientApi, PullStatus, SendStatus};
@@ -39,7 +38,7 @@ use ferrocket_engine::remoting::transport::{Channel, ProcessError};
 use ferrocket_engine::remoting::transport::{ClientConfig as RemotingConfig, ProcessorTable};
 use ferrocket_engine::remoting::{LanguageCode, RemotingCommand, request_code, response_code};
 use ferrocket_engine::store::message::{BatchItem, encode_properties, property_key};
-use ferrocket_tests::client::{Cluster, client_env, pull_header, runtime};
+use ferrocket_tests::client::{Cluster, client_env, pull_header, runtime, until_some};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a condition that depends on the broker's background work may take.
@@ -61,26 +60,6 @@ fn api(namesrv: &str, seed: u64) -> MqClientApi {
     ));
     remoting.update_name_server_address_list(&[namesrv.to_owned()]);
     MqClientApi::new(remoting, LanguageCode::Java)
-}
-
-/// Polls `probe` until it gives `Some`, up to [`EVENTUALLY_MAX`].
-async fn eventually<T, F, Fut>(what: &str, cluster: &Cluster, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + EVENTUALLY_MAX;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {EVENTUALLY_MAX:?}\n{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn wall_ms() -> i64 {
@@ -248,8 +227,9 @@ async fn every_client_api_call(cluster: &Cluster) {
     // broker's dispatch of the commit log, which runs behind the acknowledgements (as in
     // Java), so each is waited for.
     for (queue_id, stored) in [(0, 1), (1, 2), (2, 1)] {
-        eventually(
+        until_some(
             "the messages are dispatched to their queue",
+            EVENTUALLY_MAX,
             cluster,
             || {
                 let api = api.clone();
@@ -376,17 +356,22 @@ async fn every_client_api_call(cluster: &Cluster) {
     api.update_consumer_offset_oneway(&broker, &offset_update(topic, 1, 2), TIMEOUT)
         .await
         .unwrap();
-    eventually("the oneway offset commit is stored", cluster, || {
-        let api = api.clone();
-        let broker = broker.clone();
-        async move {
-            let offset = api
-                .query_consumer_offset(&broker, &offset_query(topic, 1), TIMEOUT)
-                .await
-                .ok()?;
-            (offset == Some(2)).then_some(())
-        }
-    })
+    until_some(
+        "the oneway offset commit is stored",
+        EVENTUALLY_MAX,
+        cluster,
+        || {
+            let api = api.clone();
+            let broker = broker.clone();
+            async move {
+                let offset = api
+                    .query_consumer_offset(&broker, &offset_query(topic, 1), TIMEOUT)
+                    .await
+                    .ok()?;
+                (offset == Some(2)).then_some(())
+            }
+        },
+    )
     .await;
 
     // Queue locks: held by one client, refused to another, released, then taken by it.
@@ -421,16 +406,21 @@ async fn every_client_api_call(cluster: &Cluster) {
     api.consumer_send_message_back(&broker, message, "cg", -1, 16, TIMEOUT)
         .await
         .unwrap();
-    let dead = eventually("the message reaches %DLQ%cg", cluster, || {
-        let api = api.clone();
-        let broker = broker.clone();
-        async move {
-            let mut header = pull_header("%DLQ%cg", 0, 0);
-            header.sys_flag = 0x4;
-            let pulled = api.pull_message(&broker, &header, TIMEOUT).await.ok()?;
-            (pulled.status == PullStatus::Found).then_some(pulled)
-        }
-    })
+    let dead = until_some(
+        "the message reaches %DLQ%cg",
+        EVENTUALLY_MAX,
+        cluster,
+        || {
+            let api = api.clone();
+            let broker = broker.clone();
+            async move {
+                let mut header = pull_header("%DLQ%cg", 0, 0);
+                header.sys_flag = 0x4;
+                let pulled = api.pull_message(&broker, &header, TIMEOUT).await.ok()?;
+                (pulled.status == PullStatus::Found).then_some(pulled)
+            }
+        },
+    )
     .await;
     assert_eq!(dead.messages[0].body.as_deref(), Some(&b"hello"[..]));
 
@@ -590,10 +580,15 @@ async fn client_instance_lifecycle(cluster: &Cluster) {
         .await
         .unwrap();
     assert_eq!(sent.queue, queue(topic, 3));
-    eventually("the broker registers the new topic", cluster, || {
-        let instance = instance.clone();
-        async move { instance.update_topic_route(topic).await.ok()?.then_some(()) }
-    })
+    until_some(
+        "the broker registers the new topic",
+        EVENTUALLY_MAX,
+        cluster,
+        || {
+            let instance = instance.clone();
+            async move { instance.update_topic_route(topic).await.ok()?.then_some(()) }
+        },
+    )
     .await;
     let real = instance.topic_route(topic).unwrap();
     assert_eq!(
@@ -610,7 +605,7 @@ async fn client_instance_lifecycle(cluster: &Cluster) {
     instance.start();
     assert_eq!(instance.state(), ServiceState::Running);
     let probe = api(&namesrv, 22);
-    eventually("a heartbeat registers cg2", cluster, || {
+    until_some("a heartbeat registers cg2", EVENTUALLY_MAX, cluster, || {
         let probe = probe.clone();
         let broker = broker.clone();
         let client_id = instance.client_id().to_owned();
@@ -620,13 +615,19 @@ async fn client_instance_lifecycle(cluster: &Cluster) {
         }
     })
     .await;
-    eventually("the broker's version is recorded", cluster, || {
-        let version = instance.find_broker_version("broker-a", &broker);
-        async move { (version == V4_9_8).then_some(()) }
-    })
+    until_some(
+        "the broker's version is recorded",
+        EVENTUALLY_MAX,
+        cluster,
+        || {
+            let version = instance.find_broker_version("broker-a", &broker);
+            async move { (version == V4_9_8).then_some(()) }
+        },
+    )
     .await;
-    eventually(
+    until_some(
         "the broker notifies the joined group through the plugged-in processor",
+        EVENTUALLY_MAX,
         cluster,
         || {
             let seen = notified.seen.lock().unwrap().clone();

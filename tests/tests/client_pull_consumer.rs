@@ -18,7 +18,7 @@ use ferrocket_engine::client::instance::ClientInstanceRegistry;
 use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
 use ferrocket_engine::client::pull_consumer::{DefaultMqPullConsumer, PullConsumerConfig};
 use ferrocket_engine::protocol::heartbeat::MessageQueue;
-use ferrocket_tests::client::{Cluster, client_env, runtime};
+use ferrocket_tests::client::{Cluster, client_env, runtime, until_some};
 
 const TOPIC: &str = "PullConsumerTopic";
 const GROUP: &str = "pull_test_cg";
@@ -102,21 +102,19 @@ async fn scenario(cluster: &Cluster) {
     assert_eq!(queues.len(), 4, "an auto-created topic has 4 queues");
     // The broker dispatches the commit log to the queues behind the acknowledgements (as in
     // Java): wait until every sent message is in a queue before reading them to the end.
-    loop {
-        let mut dispatched = 0;
-        for queue in &queues {
-            dispatched += first.max_offset(queue).await.unwrap();
-        }
-        if dispatched == MESSAGE_COUNT as i64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{dispatched} of {MESSAGE_COUNT} messages dispatched\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_some(
+        "every sent message is dispatched",
+        EVENTUALLY_MAX,
+        cluster,
+        || async {
+            let mut dispatched = 0;
+            for queue in &queues {
+                dispatched += first.max_offset(queue).await.ok()?;
+            }
+            (dispatched == MESSAGE_COUNT as i64).then_some(())
+        },
+    )
+    .await;
     let mut pulled: BTreeMap<Bytes, usize> = BTreeMap::new();
     let mut end_offsets: BTreeMap<MessageQueue, i64> = BTreeMap::new();
     for queue in &queues {
@@ -170,19 +168,16 @@ async fn scenario(cluster: &Cluster) {
     );
     second.start().await.unwrap();
     for (queue, offset) in &end_offsets {
-        let deadline = Instant::now() + EVENTUALLY_MAX;
-        loop {
-            let stored = second.fetch_consume_offset(queue, true).await.unwrap();
-            if stored == Some(*offset) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{queue:?}: stored {stored:?}, committed {offset}\n{}",
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_some(
+            "the committed offset is read back",
+            EVENTUALLY_MAX,
+            cluster,
+            || async {
+                let stored = second.fetch_consume_offset(queue, true).await.ok()?;
+                (stored == Some(*offset)).then_some(())
+            },
+        )
+        .await;
     }
 
     // At the end of a queue a plain pull finds nothing; a blocking one returns as soon as a

@@ -40,7 +40,7 @@ use crate::remoting::command::{FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand};
 /// through the burst, then this side waits while the peer works through the answers. Handing
 /// the scheduler back after a few frames lets the first answers leave (in one write) while
 /// the rest of the burst is still to be read, so both sides work at once.
-const FRAMES_PER_TURN: u32 = 16;
+pub(super) const FRAMES_PER_TURN: u32 = 16;
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -234,10 +234,21 @@ impl Channel {
     /// directly and read the far end themselves.
     #[cfg(test)]
     pub(crate) fn start_for_test(connection: Connection, clock: SharedClock) -> Channel {
-        let dispatcher = Dispatcher::start(
+        Self::start_for_test_with(
+            connection,
+            clock,
             crate::remoting::transport::ProcessorTable::new(),
-            clock.clone(),
-        );
+        )
+    }
+
+    /// A connection whose peer's requests go to `processors`, with no listeners.
+    #[cfg(test)]
+    pub(crate) fn start_for_test_with(
+        connection: Connection,
+        clock: SharedClock,
+        processors: crate::remoting::transport::ProcessorTable,
+    ) -> Channel {
+        let dispatcher = Dispatcher::start(processors, clock.clone());
         Channel::start(
             super::server::next_channel_id(),
             connection,

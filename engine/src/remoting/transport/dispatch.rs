@@ -525,7 +525,7 @@ mod tests {
         configure(&mut config);
         let table = ProcessorTable::new().register(&[CODE], gate.clone(), config);
         let dispatcher = Dispatcher::start(table, clock.clone());
-        let (channel, peer) = connected_channel(clock.clone());
+        let (channel, peer) = connected_channel(clock.clone(), ProcessorTable::new());
         Fixture {
             channel,
             peer,
@@ -535,9 +535,11 @@ mod tests {
         }
     }
 
-    /// A broker-side channel and the client's end of its connection.
+    /// A broker-side channel whose peer's requests go to `processors`, and the client's end
+    /// of its connection.
     fn connected_channel(
         clock: Arc<StepClock>,
+        processors: ProcessorTable,
     ) -> (Channel, FramedRead<tokio::io::DuplexStream, RemotingCodec>) {
         let (broker_side, client_side) = tokio::io::duplex(1 << 16);
         let connection = Connection {
@@ -546,7 +548,7 @@ mod tests {
             peer_addr: "127.0.0.1:5555".parse().expect("literal address"),
         };
         (
-            Channel::start_for_test(connection, clock),
+            Channel::start_for_test_with(connection, clock, processors),
             FramedRead::new(client_side, RemotingCodec),
         )
     }
@@ -709,7 +711,7 @@ mod tests {
             ExecutorConfig::new(1, QUEUED),
         );
         let dispatcher = Dispatcher::start(table, clock.clone());
-        let (channel, mut peer) = connected_channel(clock);
+        let (channel, mut peer) = connected_channel(clock, ProcessorTable::new());
         let processed_at_first_answer = tokio::spawn({
             let counting = counting.clone();
             async move {
@@ -731,6 +733,45 @@ mod tests {
         assert!(
             processed < QUEUED,
             "the first answer arrived after {processed} of {QUEUED} requests were processed"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reader_hands_over_a_turn_of_frames_then_lets_the_workers_run() {
+        use tokio::io::AsyncWriteExt;
+        const SENT: usize = 40;
+        // Every request is answered SYSTEM_BUSY by the fast-fail rule, whose remark tells how
+        // many requests were still queued when the worker took the first one: all the reader
+        // had handed over by then.
+        let table = ProcessorTable::new().register(
+            &[CODE],
+            Arc::new(Counting::default()),
+            ExecutorConfig {
+                purge_when: Some(Arc::new(|| true)),
+                ..ExecutorConfig::new(1, SENT)
+            },
+        );
+        let (_channel, mut peer) = connected_channel(StepClock::at(1_700_000_000_000), table);
+        let mut burst = bytes::BytesMut::new();
+        for opaque in 1..=SENT {
+            let mut request = RemotingCommand::request(CODE);
+            request.opaque = i32::try_from(opaque).expect("a small number");
+            crate::remoting::codec::encode(&request, &mut burst).expect("the request encodes");
+        }
+        peer.get_mut()
+            .write_all(&burst)
+            .await
+            .expect("the burst is written");
+        let first = peer
+            .next()
+            .await
+            .expect("the connection is open")
+            .expect("the broker writes valid frames");
+        let queued_behind = super::super::channel::FRAMES_PER_TURN - 1;
+        assert_eq!(
+            first.remark,
+            Some(java_remark("PCBUSY_CLEAN_QUEUE", 0, queued_behind as usize)),
+            "the reader handed over more than one turn of frames before the worker ran"
         );
     }
 }
