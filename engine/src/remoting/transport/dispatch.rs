@@ -684,94 +684,102 @@ mod tests {
         assert_eq!(f.answer().await, (2, response_code::SUCCESS, String::new()));
     }
 
-    /// Answers at once and counts the requests it has processed.
-    #[derive(Default)]
-    struct Counting(std::sync::atomic::AtomicUsize);
+    /// Turns: a worker and a connection reader let other tasks run during a long burst. They
+    /// are claims about the order in which tokio's scheduler runs ready tasks; the simulator
+    /// picks the next ready task at random by design, so they are checked on tokio only.
+    #[cfg(not(madsim))]
+    mod turns {
+        use super::*;
 
-    #[async_trait::async_trait]
-    impl RequestProcessor for Counting {
-        async fn process(
-            &self,
-            _channel: &Channel,
-            request: RemotingCommand,
-        ) -> Result<Option<RemotingCommand>, ProcessError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(Some(RemotingCommand::success_to(&request)))
-        }
-    }
+        /// Answers at once and counts the requests it has processed.
+        #[derive(Default)]
+        struct Counting(std::sync::atomic::AtomicUsize);
 
-    #[tokio::test]
-    async fn the_first_answers_leave_before_a_worker_has_worked_through_a_long_queue() {
-        const QUEUED: usize = 32;
-        let clock = StepClock::at(1_700_000_000_000);
-        let counting = Arc::new(Counting::default());
-        let table = ProcessorTable::new().register(
-            &[CODE],
-            counting.clone(),
-            ExecutorConfig::new(1, QUEUED),
-        );
-        let dispatcher = Dispatcher::start(table, clock.clone());
-        let (channel, mut peer) = connected_channel(clock, ProcessorTable::new());
-        let processed_at_first_answer = tokio::spawn({
-            let counting = counting.clone();
-            async move {
-                peer.next()
-                    .await
-                    .expect("the connection is open")
-                    .expect("the broker writes valid frames");
-                counting.0.load(Ordering::SeqCst)
+        #[async_trait::async_trait]
+        impl RequestProcessor for Counting {
+            async fn process(
+                &self,
+                _channel: &Channel,
+                request: RemotingCommand,
+            ) -> Result<Option<RemotingCommand>, ProcessError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(RemotingCommand::success_to(&request)))
             }
-        });
-        for opaque in 1..=QUEUED {
-            let mut request = RemotingCommand::request(CODE);
-            request.opaque = i32::try_from(opaque).expect("a small number");
-            dispatcher.dispatch(&channel, request);
         }
-        let processed = processed_at_first_answer.await.expect("the peer task ends");
-        // A worker that went through the whole queue before the writer ran would answer only
-        // after all of it: the peer would wait for the last request's processing.
-        assert!(
-            processed < QUEUED,
-            "the first answer arrived after {processed} of {QUEUED} requests were processed"
-        );
-    }
 
-    #[tokio::test]
-    async fn the_reader_hands_over_a_turn_of_frames_then_lets_the_workers_run() {
-        use tokio::io::AsyncWriteExt;
-        const SENT: usize = 40;
-        // Every request is answered SYSTEM_BUSY by the fast-fail rule, whose remark tells how
-        // many requests were still queued when the worker took the first one: all the reader
-        // had handed over by then.
-        let table = ProcessorTable::new().register(
-            &[CODE],
-            Arc::new(Counting::default()),
-            ExecutorConfig {
-                purge_when: Some(Arc::new(|| true)),
-                ..ExecutorConfig::new(1, SENT)
-            },
-        );
-        let (_channel, mut peer) = connected_channel(StepClock::at(1_700_000_000_000), table);
-        let mut burst = bytes::BytesMut::new();
-        for opaque in 1..=SENT {
-            let mut request = RemotingCommand::request(CODE);
-            request.opaque = i32::try_from(opaque).expect("a small number");
-            crate::remoting::codec::encode(&request, &mut burst).expect("the request encodes");
+        #[tokio::test]
+        async fn the_first_answers_leave_before_a_worker_has_worked_through_a_long_queue() {
+            const QUEUED: usize = 32;
+            let clock = StepClock::at(1_700_000_000_000);
+            let counting = Arc::new(Counting::default());
+            let table = ProcessorTable::new().register(
+                &[CODE],
+                counting.clone(),
+                ExecutorConfig::new(1, QUEUED),
+            );
+            let dispatcher = Dispatcher::start(table, clock.clone());
+            let (channel, mut peer) = connected_channel(clock, ProcessorTable::new());
+            let processed_at_first_answer = tokio::spawn({
+                let counting = counting.clone();
+                async move {
+                    peer.next()
+                        .await
+                        .expect("the connection is open")
+                        .expect("the broker writes valid frames");
+                    counting.0.load(Ordering::SeqCst)
+                }
+            });
+            for opaque in 1..=QUEUED {
+                let mut request = RemotingCommand::request(CODE);
+                request.opaque = i32::try_from(opaque).expect("a small number");
+                dispatcher.dispatch(&channel, request);
+            }
+            let processed = processed_at_first_answer.await.expect("the peer task ends");
+            // A worker that went through the whole queue before the writer ran would answer only
+            // after all of it: the peer would wait for the last request's processing.
+            assert!(
+                processed < QUEUED,
+                "the first answer arrived after {processed} of {QUEUED} requests were processed"
+            );
         }
-        peer.get_mut()
-            .write_all(&burst)
-            .await
-            .expect("the burst is written");
-        let first = peer
-            .next()
-            .await
-            .expect("the connection is open")
-            .expect("the broker writes valid frames");
-        let queued_behind = super::super::channel::FRAMES_PER_TURN - 1;
-        assert_eq!(
-            first.remark,
-            Some(java_remark("PCBUSY_CLEAN_QUEUE", 0, queued_behind as usize)),
-            "the reader handed over more than one turn of frames before the worker ran"
-        );
+
+        #[tokio::test]
+        async fn the_reader_hands_over_a_turn_of_frames_then_lets_the_workers_run() {
+            use tokio::io::AsyncWriteExt;
+            const SENT: usize = 40;
+            // Every request is answered SYSTEM_BUSY by the fast-fail rule, whose remark tells how
+            // many requests were still queued when the worker took the first one: all the reader
+            // had handed over by then.
+            let table = ProcessorTable::new().register(
+                &[CODE],
+                Arc::new(Counting::default()),
+                ExecutorConfig {
+                    purge_when: Some(Arc::new(|| true)),
+                    ..ExecutorConfig::new(1, SENT)
+                },
+            );
+            let (_channel, mut peer) = connected_channel(StepClock::at(1_700_000_000_000), table);
+            let mut burst = bytes::BytesMut::new();
+            for opaque in 1..=SENT {
+                let mut request = RemotingCommand::request(CODE);
+                request.opaque = i32::try_from(opaque).expect("a small number");
+                crate::remoting::codec::encode(&request, &mut burst).expect("the request encodes");
+            }
+            peer.get_mut()
+                .write_all(&burst)
+                .await
+                .expect("the burst is written");
+            let first = peer
+                .next()
+                .await
+                .expect("the connection is open")
+                .expect("the broker writes valid frames");
+            let queued_behind = super::super::super::channel::FRAMES_PER_TURN - 1;
+            assert_eq!(
+                first.remark,
+                Some(java_remark("PCBUSY_CLEAN_QUEUE", 0, queued_behind as usize)),
+                "the reader handed over more than one turn of frames before the worker ran"
+            );
+        }
     }
 }
