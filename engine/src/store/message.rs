@@ -352,19 +352,19 @@ pub enum RecordError {
 /// Encodes properties as Java 4.9.1+ writes them: `k1 \x01 v1 \x02 k2 \x01 v2`, no trailing
 /// separator, in key order. Keys and values must not contain the separators and must not be
 /// empty (the decoder drops such pairs).
-pub fn encode_properties(properties: &BTreeMap<String, String>) -> String {
+pub fn encode_properties<K: AsRef<str>, V: AsRef<str>>(properties: &BTreeMap<K, V>) -> String {
     let size = properties
         .iter()
-        .map(|(key, value)| key.len() + value.len() + 2)
+        .map(|(key, value)| key.as_ref().len() + value.as_ref().len() + 2)
         .sum();
     let mut out = String::with_capacity(size);
     for (key, value) in properties {
         if !out.is_empty() {
             out.push(PROPERTY_SEPARATOR);
         }
-        out.push_str(key);
+        out.push_str(key.as_ref());
         out.push(NAME_VALUE_SEPARATOR);
-        out.push_str(value);
+        out.push_str(value.as_ref());
     }
     out
 }
@@ -383,9 +383,16 @@ fn property_pairs(properties: &str) -> impl Iterator<Item = (&str, &str)> {
 /// and pairs with an empty key or value are skipped, a trailing `\x02` (ali-ons, C++) is
 /// accepted, and of duplicate keys the last wins.
 pub fn decode_properties(properties: &str) -> BTreeMap<String, String> {
-    property_pairs(properties)
+    property_map(properties)
+        .into_iter()
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect()
+}
+
+/// [`decode_properties`] borrowing from `properties`: for reading and editing a message's
+/// properties before encoding them again, without a copy of every name and value.
+pub fn property_map(properties: &str) -> BTreeMap<&str, &str> {
+    property_pairs(properties).collect()
 }
 
 /// The value of property `key` in an encoded properties string, read as

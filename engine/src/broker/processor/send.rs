@@ -61,8 +61,8 @@ use crate::remoting::headers::{
 use crate::remoting::transport::{Channel, ProcessError, RequestProcessor};
 use crate::remoting::{RemotingCommand, request_code, response_code};
 use crate::store::message::{
-    BatchItem, MessageInner, PROPERTY_SEPARATOR, decode_batch, decode_properties, decode_record,
-    encode_properties, find_property, property_key, sys_flag, tags_code,
+    BatchItem, MessageInner, PROPERTY_SEPARATOR, decode_batch, decode_record, encode_properties,
+    find_property, property_key, property_map, sys_flag, tags_code,
 };
 use crate::store::message_store::{FlushWait, PendingPut, PutMessageResult, PutMessageStatus};
 use crate::store::metadata::SubscriptionGroupConfig;
@@ -302,7 +302,7 @@ impl SendMessageProcessor {
         target: &SendTarget,
         peer: SocketAddr,
     ) -> Result<PendingPut, ProcessError> {
-        let mut properties = decode_properties(header.properties.as_deref().unwrap_or(""));
+        let mut properties = property_map(header.properties.as_deref().unwrap_or(""));
         let reconsume_times = header.reconsume_times.unwrap_or(0);
         let mut topic = header.topic.clone();
         let mut queue_id = target.queue_id;
@@ -335,7 +335,7 @@ impl SendMessageProcessor {
                     .await;
                 filter_type = dlq_config.topic_filter_type;
                 queue_id = self.random_queue_id(DLQ_NUMS_PER_GROUP);
-                properties.insert(property_key::DELAY.into(), "0".into());
+                properties.insert(property_key::DELAY, "0");
                 topic = dlq;
             }
         }
@@ -348,8 +348,8 @@ impl SendMessageProcessor {
             .remove(property_key::WAIT)
             .is_none_or(|wait| !wait.eq_ignore_ascii_case("false"));
         properties.insert(
-            property_key::CLUSTER.into(),
-            self.context.config.broker_cluster_name.clone(),
+            property_key::CLUSTER,
+            &self.context.config.broker_cluster_name,
         );
         let delay_level = parse_level(properties.get(property_key::DELAY));
         let half = properties
@@ -376,11 +376,7 @@ impl SendMessageProcessor {
             queue_id,
             flag: header.flag,
             body: request.body.clone(),
-            tags_code: tags_code(
-                properties
-                    .get(property_key::TAGS)
-                    .map_or("", String::as_str),
-            ),
+            tags_code: tags_code(properties.get(property_key::TAGS).unwrap_or(&"")),
             properties: encode_properties(&properties),
             sys_flag,
             born_timestamp: header.born_timestamp,
@@ -418,7 +414,7 @@ impl SendMessageProcessor {
         if request.body.len() as u64 > self.context.store_config.max_message_size {
             return Err(illegal(self.message_illegal_remark()));
         }
-        let mut outer = decode_properties(header.properties.as_deref().unwrap_or(""));
+        let mut outer = property_map(header.properties.as_deref().unwrap_or(""));
         if parse_level(outer.get(property_key::DELAY)) > 0 {
             return Err(illegal(
                 "TimeDelayLevel is not supported for batching".into(),
@@ -438,8 +434,8 @@ impl SendMessageProcessor {
             ));
         }
         outer.insert(
-            property_key::CLUSTER.into(),
-            self.context.config.broker_cluster_name.clone(),
+            property_key::CLUSTER,
+            &self.context.config.broker_cluster_name,
         );
         let outer = encode_properties(&outer);
         let mut sys_flag = header.sys_flag;

@@ -77,6 +77,12 @@ fn once(seen: &mut bool) -> Option<()> {
     (!std::mem::replace(seen, true)).then_some(())
 }
 
+/// `run` if it has no control character (JSON requires them escaped), else `None`. Checks
+/// every byte without an early exit, so the check compiles to vector instructions.
+fn no_controls(run: &[u8]) -> Option<&[u8]> {
+    (!run.iter().fold(false, |found, &byte| found | (byte < 0x20))).then_some(run)
+}
+
 struct Scanner<'a> {
     json: &'a [u8],
     pos: usize,
@@ -109,11 +115,11 @@ impl<'a> Scanner<'a> {
         self.expect(b'"')?;
         let rest = &self.json[self.pos..];
         let len = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[len] != b'"' || rest[..len].iter().any(|&b| b < 0x20) {
+        if rest[len] != b'"' {
             return None;
         }
         self.pos += len + 1;
-        Some(&rest[..len])
+        no_controls(&rest[..len])
     }
 
     /// A string value with its escapes resolved, or `null` (`None` inside).
@@ -127,22 +133,31 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string with its escapes resolved.
+    ///
+    /// Most strings have no escape: one search finds the closing quote and the run is copied
+    /// once. Property lists escape their separators (`\u0001`, `\u0002`), so an escaped
+    /// string is assembled as bytes and checked as UTF-8 once, at the end.
     fn string(&mut self) -> Option<CompactString> {
         self.expect(b'"')?;
-        let mut text = CompactString::default();
+        let rest = &self.json[self.pos..];
+        let run = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[run] == b'"' {
+            let text = std::str::from_utf8(no_controls(&rest[..run])?).ok()?;
+            self.pos += run + 1;
+            return Some(CompactString::from(text));
+        }
+        let mut bytes = Vec::with_capacity(rest.len().min(2 * run + 64));
+        let mut run = run;
         loop {
             let rest = &self.json[self.pos..];
-            let run = memchr::memchr2(b'"', b'\\', rest)?;
-            let plain = &rest[..run];
-            if plain.iter().any(|&b| b < 0x20) {
-                return None;
-            }
-            text.push_str(std::str::from_utf8(plain).ok()?);
+            bytes.extend_from_slice(no_controls(&rest[..run])?);
             self.pos += run + 1;
             if rest[run] == b'"' {
-                return Some(text);
+                return String::from_utf8(bytes).ok().map(CompactString::from);
             }
-            text.push(self.escape()?);
+            let escaped = self.escape()?;
+            bytes.extend_from_slice(escaped.encode_utf8(&mut [0; 4]).as_bytes());
+            run = memchr::memchr2(b'"', b'\\', &self.json[self.pos..])?;
         }
     }
 

@@ -645,7 +645,7 @@ fn properties_encode_without_a_trailing_separator() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     assert_eq!(encode_properties(&map), V4_PROPERTIES);
-    assert_eq!(encode_properties(&BTreeMap::new()), "");
+    assert_eq!(encode_properties(&BTreeMap::<String, String>::new()), "");
 }
 
 #[test]
