@@ -219,9 +219,8 @@ fn encode_json_header(command: &RemotingCommand, out: &mut BytesMut) -> Result<(
         serialize_type: SerializeType::Json.name(),
         version: command.version,
     };
-    let json = sonic_rs::to_vec(&header).map_err(|e| EncodeError::Io(io::Error::other(e)))?;
-    out.extend_from_slice(&json);
-    Ok(())
+    // Straight into the frame: no intermediate buffer to grow and copy.
+    sonic_rs::to_writer(out.writer(), &header).map_err(|e| EncodeError::Io(io::Error::other(e)))
 }
 
 /// The JSON header as any client may write it.

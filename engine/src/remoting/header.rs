@@ -108,21 +108,21 @@ impl HeaderScalar for bool {
     }
 }
 
-macro_rules! numeric_scalar {
+macro_rules! integer_scalar {
     ($($ty:ty),*) => {$(
         impl HeaderScalar for $ty {
             fn parse(value: &str) -> Option<Self> {
                 value.trim().parse().ok()
             }
             fn render(&self) -> CompactString {
-                // Through `Display`, as Java's `String.valueOf` (for floats, `ToCompactString`
-                // would format with `ryu`, which differs from `Display`).
-                compact_str::format_compact!("{self}")
+                // The digits, as Java's `String.valueOf`, without the formatting machinery:
+                // every request and response header carries several numbers.
+                compact_str::ToCompactString::to_compact_string(self)
             }
         }
     )*};
 }
-numeric_scalar!(i32, i64, u32, u64, f64);
+integer_scalar!(i32, i64, u32, u64);
 
 fn present<'a, T: HeaderScalar>(fields: &'a ExtFields, key: &str) -> Option<&'a str> {
     fields
@@ -165,7 +165,7 @@ macro_rules! required_field {
         }
     )*};
 }
-required_field!(String, bool, i32, i64, u32, u64, f64);
+required_field!(String, bool, i32, i64, u32, u64);
 
 /// Declares a typed remoting header: a struct whose fields map one to one onto `extFields`
 /// keys, with `Option<T>` for optional fields. See the [module docs](crate::remoting::header).
@@ -292,5 +292,16 @@ mod tests {
             out,
             fields(&[("topic", "T"), ("queueId", "7"), ("batch", "false")])
         );
+    }
+
+    #[test]
+    fn numbers_render_as_java_writes_them() {
+        for value in [0, -1, 7, i32::MIN, i32::MAX] {
+            assert_eq!(value.render(), value.to_string());
+        }
+        for value in [i64::MIN, -1_700_000_000_000, i64::MAX] {
+            assert_eq!(value.render(), value.to_string());
+        }
+        assert_eq!(u64::MAX.render(), "18446744073709551615");
     }
 }

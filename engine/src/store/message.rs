@@ -1068,9 +1068,10 @@ pub fn check_record(buf: &[u8], check_crc: bool) -> RecordCheck {
         Ok(Parsed::Blank(size)) => return RecordCheck::Blank { size },
         Err(error) => return RecordCheck::Invalid(error),
     };
-    // Dispatch needs four properties: find them in place rather than building the map.
+    // Dispatch needs four properties: one pass over them, borrowing their names and values.
     let properties = String::from_utf8_lossy(view.properties);
-    let property = |key| find_property(&properties, key);
+    let properties = property_map(&properties);
+    let property = |key| properties.get(key).copied();
     RecordCheck::Message(DispatchRequest {
         topic: view.topic.to_owned(),
         queue_id: view.queue_id,
