@@ -661,16 +661,17 @@ impl RetryPolicy {
         let mut call_timeout = false;
         for _ in 0..times_total {
             let last_broker = brokers_sent.last().map(String::as_str);
-            let now = self.clock.instant();
+            // The attempt's clock starts with the queue's selection: selecting takes no time
+            // worth a second reading of the clock.
+            let begin = self.clock.instant();
             let Some(queue) =
                 self.fault_strategy
-                    .select_one_message_queue(info, last_broker, now, &self.rng)
+                    .select_one_message_queue(info, last_broker, begin, &self.rng)
             else {
                 break;
             };
             let broker_name = queue.broker_name.clone();
             brokers_sent.push(broker_name.clone());
-            let begin = self.clock.instant();
             let spent = begin.saturating_duration_since(begin_first);
             if timeout < spent {
                 call_timeout = true;
@@ -1258,16 +1259,18 @@ impl ProducerCore {
         mode: SendMode,
         timeout: Duration,
     ) -> Result<Option<SendResult>, ClientError> {
-        let begin = self.env.clock.instant();
-        let addr = match instance.find_broker_address_in_publish(&queue.broker_name) {
-            Some(addr) => Some(addr),
+        // Only a route refresh spends time worth counting against `timeout` before the send.
+        let (addr, spent) = match instance.find_broker_address_in_publish(&queue.broker_name) {
+            Some(addr) => (Some(addr), Duration::ZERO),
             None => {
+                let begin = self.env.clock.instant();
                 // A failed refresh leaves the address unknown, reported below.
                 let _ = self.publish_info(&queue.topic).await;
-                instance.find_broker_address_in_publish(&queue.broker_name)
+                let addr = instance.find_broker_address_in_publish(&queue.broker_name);
+                (addr, self.env.clock.instant().saturating_duration_since(begin))
             }
-        }
-        .ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
+        };
+        let addr = addr.ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
         let header = SendMessageRequestHeader {
             producer_group: self.config.group.clone(),
             topic: outgoing.topic.clone(),
@@ -1284,7 +1287,6 @@ impl ProducerCore {
             max_reconsume_times: outgoing.max_reconsume_times,
             broker_name: None,
         };
-        let spent = self.env.clock.instant().saturating_duration_since(begin);
         let remaining = timeout.saturating_sub(spent);
         let api = instance.api();
         match (&outgoing.body, mode) {

@@ -150,7 +150,7 @@ pub fn index_key_hash(key: &str) -> i32 {
 
 /// The key stored for `key` of a message in `topic`: `topic#key`.
 pub fn build_key(topic: &str, key: &str) -> String {
-    format!("{topic}#{key}")
+    [topic, "#", key].concat()
 }
 
 /// The name of an index file created at `wall_ms` (ms since the Unix epoch): UTC

@@ -1144,3 +1144,9 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn stored_keys_join_topic_and_key_with_a_hash() {
+    assert_eq!(build_key("TopicA", "order-1"), "TopicA#order-1");
+    assert_eq!(build_key("T", ""), "T#");
+}
