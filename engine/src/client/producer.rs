@@ -1267,7 +1267,10 @@ impl ProducerCore {
                 // A failed refresh leaves the address unknown, reported below.
                 let _ = self.publish_info(&queue.topic).await;
                 let addr = instance.find_broker_address_in_publish(&queue.broker_name);
-                (addr, self.env.clock.instant().saturating_duration_since(begin))
+                (
+                    addr,
+                    self.env.clock.instant().saturating_duration_since(begin),
+                )
             }
         };
         let addr = addr.ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
