@@ -27,3 +27,11 @@ pub mod produce;
 pub mod run;
 pub mod stats;
 pub mod topic;
+
+/// Writes a progress or diagnostic line to stderr. A failing stderr (a closed pipe, a full
+/// disk under a redirected log) loses the line but never stops the run: the summary still
+/// comes out on stdout.
+pub fn progress(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

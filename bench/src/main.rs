@@ -3,6 +3,7 @@
 //! summary: as text on stdout, or with `--json` as one JSON object on stdout and the text on
 //! stderr. Live lines go to stderr once a second.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,14 +71,15 @@ fn main_with(cli: Cli) -> Result<()> {
         summary.interrupted = interrupted.load(Ordering::SeqCst);
         anyhow::Ok(summary)
     })?;
+    let mut stdout = std::io::stdout().lock();
     if json {
-        eprint!("{}", summary.render());
-        println!(
-            "{}",
-            serde_json::to_string(&summary).context("the summary is plain data")?
-        );
+        // The text is a copy for the reader of the log; stdout carries the JSON.
+        let _ = write!(std::io::stderr().lock(), "{}", summary.render());
+        let json = serde_json::to_string(&summary).context("the summary is plain data")?;
+        writeln!(stdout, "{json}")
     } else {
-        print!("{}", summary.render());
+        write!(stdout, "{}", summary.render())
     }
+    .context("cannot write the summary to stdout")?;
     Ok(())
 }

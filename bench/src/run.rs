@@ -404,7 +404,7 @@ async fn report_live(
             Phase::Measured => "run",
             Phase::Over => "drain",
         };
-        eprintln!(
+        crate::progress(format_args!(
             "{}",
             live_line(
                 now.saturating_duration_since(timeline.start),
@@ -414,7 +414,7 @@ async fn report_live(
                 sending,
                 consuming
             )
-        );
+        ));
         last = now;
         next += Duration::from_secs(1);
     }

@@ -299,7 +299,7 @@ impl FirstErrors {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if seen.insert(key.to_owned()) {
-            eprintln!("mqbench: first {key}: {detail}");
+            crate::progress(format_args!("mqbench: first {key}: {detail}"));
         }
     }
 }

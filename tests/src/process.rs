@@ -323,14 +323,31 @@ impl std::fmt::Display for ScriptOutput {
 /// Runs `program` with `args`, `HOME` at `home` (the C++ client logs to `$HOME/logs`),
 /// killing it after `max`.
 pub fn run_script(program: &Path, args: &[String], home: &Path, max: Duration) -> ScriptOutput {
-    let stdout_path = home.join(format!("script-{}.out", std::process::id()));
     let stderr_path = home.join(format!("script-{}.err", std::process::id()));
+    let stderr = File::create(&stderr_path).expect("the temp dir is writable");
+    let output = run_script_with_stderr(program, args, home, max, stderr);
+    ScriptOutput {
+        stderr: read_text(&stderr_path),
+        ..output
+    }
+}
+
+/// [`run_script`] with the program's stderr going to `stderr` (`/dev/full`, say, for a
+/// program whose diagnostics cannot be written); the output's `stderr` is empty.
+pub fn run_script_with_stderr(
+    program: &Path,
+    args: &[String],
+    home: &Path,
+    max: Duration,
+    stderr: File,
+) -> ScriptOutput {
+    let stdout_path = home.join(format!("script-{}.out", std::process::id()));
     let child = Command::new(program)
         .args(args)
         .env("HOME", home)
         .stdin(Stdio::null())
         .stdout(File::create(&stdout_path).expect("the temp dir is writable"))
-        .stderr(File::create(&stderr_path).expect("the temp dir is writable"))
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()));
     let mut process = ChildGuard(child);
@@ -343,6 +360,6 @@ pub fn run_script(program: &Path, args: &[String], home: &Path, max: Duration) -
     ScriptOutput {
         status,
         stdout: read_text(&stdout_path),
-        stderr: read_text(&stderr_path),
+        stderr: String::new(),
     }
 }

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferrocket_tests::process::{
-    ScriptOutput, ServerProcess, binary, free_loopback_addr, run_script, wait_for_route,
+    ScriptOutput, ServerProcess, binary, free_loopback_addr, run_script, run_script_with_stderr,
+    wait_for_route,
 };
 use serde_json::Value;
 
@@ -54,10 +55,32 @@ impl Ferrocket {
     /// Runs `mqbench` with `args` (plus the name server and `--json`) and returns its
     /// summary.
     fn mqbench(&self, args: &[&str]) -> Value {
-        let mut full: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        full.extend(["-n".into(), self.namesrv().to_string(), "--json".into()]);
+        let full = self.mqbench_args(args);
         let output = run_script(&binary("mqbench"), &full, self.home.path(), RUN_MAX);
         self.summary(&full, &output)
+    }
+
+    /// [`Self::mqbench`] with its stderr (live lines, first errors) on `/dev/full`.
+    fn mqbench_with_a_full_stderr(&self, args: &[&str]) -> Value {
+        let full = self.mqbench_args(args);
+        let dev_full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full opens");
+        let output = run_script_with_stderr(
+            &binary("mqbench"),
+            &full,
+            self.home.path(),
+            RUN_MAX,
+            dev_full,
+        );
+        self.summary(&full, &output)
+    }
+
+    fn mqbench_args(&self, args: &[&str]) -> Vec<String> {
+        let mut full: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        full.extend(["-n".into(), self.namesrv().to_string(), "--json".into()]);
+        full
     }
 
     fn summary(&self, args: &[String], output: &ScriptOutput) -> Value {
@@ -146,6 +169,23 @@ fn mqbench_summaries_add_up_against_ferrocket() {
     ]);
     check_sends(&closed);
     assert_eq!(closed["workload"]["inflight"], 8);
+
+    // Live lines that cannot be written (a full disk under a redirected log) are lost; the
+    // run and its summary are not.
+    let unlogged = ferrocket.mqbench_with_a_full_stderr(&[
+        "produce",
+        "-t",
+        "BenchClosed",
+        "-s",
+        "128",
+        "-c",
+        "4",
+        "-w",
+        "0.5",
+        "-d",
+        "1.5",
+    ]);
+    check_sends(&unlogged);
 
     // 200 requests a second for one second, after half a second of warm-up.
     let open = ferrocket.mqbench(&[
