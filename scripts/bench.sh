@@ -139,8 +139,21 @@ write_meta() {
   printf '{"idle_rss_anon_kib": %s, "load_1m": %s}\n' "$idle_kib" "$load" >"$file"
 }
 
+# Warns when the brokers' stores may not fit: a run writes its whole window to a store of its
+# own (~8 GiB for 70 s at 100k msgs/s of 1 KiB), removed after the run. A full disk shows up as
+# refused sends, not as a slower broker.
+check_disk_space() {
+  local dir="${TMPDIR:-/tmp}" need_gib free_gib
+  need_gib=$(awk -v d="$duration" -v w="$warmup" 'BEGIN { printf "%d", (d + w) * 120 / 1024 + 2 }')
+  free_gib=$(df --output=avail -BG "$dir" | tail -1 | tr -dc '0-9')
+  if (( free_gib < need_gib )); then
+    echo "bench.sh: warning: $free_gib GiB free in $dir, a run may need $need_gib GiB" >&2
+  fi
+}
+
 # Runs every selected workload --runs times into $results.
 run_all() {
+  check_disk_space
   if $build; then
     cargo build --release --locked --bin ferrocket --bin mqbench >&2
   fi
