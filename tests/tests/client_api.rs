@@ -121,6 +121,25 @@ fn offset_update(
     }
 }
 
+/// [`until_some`] over `probe(api, broker)`, within [`EVENTUALLY_MAX`]: for answers that
+/// follow the broker's background work.
+async fn until_the_broker_answers<T, F, Fut>(
+    what: &str,
+    cluster: &Cluster,
+    api: &MqClientApi,
+    broker: &str,
+    probe: F,
+) -> T
+where
+    F: Fn(MqClientApi, String) -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    until_some(what, EVENTUALLY_MAX, cluster, || {
+        probe(api.clone(), broker.to_owned())
+    })
+    .await
+}
+
 fn queue(topic: &str, queue_id: i32) -> MessageQueue {
     MessageQueue {
         broker_name: "broker-a".into(),
@@ -227,20 +246,17 @@ async fn every_client_api_call(cluster: &Cluster) {
     // broker's dispatch of the commit log, which runs behind the acknowledgements (as in
     // Java), so each is waited for.
     for (queue_id, stored) in [(0, 1), (1, 2), (2, 1)] {
-        until_some(
+        until_the_broker_answers(
             "the messages are dispatched to their queue",
-            EVENTUALLY_MAX,
             cluster,
-            || {
-                let api = api.clone();
-                let broker = broker.clone();
-                async move {
-                    let max = api
-                        .max_offset(&broker, topic, queue_id, TIMEOUT)
-                        .await
-                        .ok()?;
-                    (max == stored).then_some(())
-                }
+            &api,
+            &broker,
+            |api, broker| async move {
+                let max = api
+                    .max_offset(&broker, topic, queue_id, TIMEOUT)
+                    .await
+                    .ok()?;
+                (max == stored).then_some(())
             },
         )
         .await;
@@ -356,20 +372,17 @@ async fn every_client_api_call(cluster: &Cluster) {
     api.update_consumer_offset_oneway(&broker, &offset_update(topic, 1, 2), TIMEOUT)
         .await
         .unwrap();
-    until_some(
+    until_the_broker_answers(
         "the oneway offset commit is stored",
-        EVENTUALLY_MAX,
         cluster,
-        || {
-            let api = api.clone();
-            let broker = broker.clone();
-            async move {
-                let offset = api
-                    .query_consumer_offset(&broker, &offset_query(topic, 1), TIMEOUT)
-                    .await
-                    .ok()?;
-                (offset == Some(2)).then_some(())
-            }
+        &api,
+        &broker,
+        |api, broker| async move {
+            let offset = api
+                .query_consumer_offset(&broker, &offset_query(topic, 1), TIMEOUT)
+                .await
+                .ok()?;
+            (offset == Some(2)).then_some(())
         },
     )
     .await;
@@ -406,19 +419,16 @@ async fn every_client_api_call(cluster: &Cluster) {
     api.consumer_send_message_back(&broker, message, "cg", -1, 16, TIMEOUT)
         .await
         .unwrap();
-    let dead = until_some(
+    let dead = until_the_broker_answers(
         "the message reaches %DLQ%cg",
-        EVENTUALLY_MAX,
         cluster,
-        || {
-            let api = api.clone();
-            let broker = broker.clone();
-            async move {
-                let mut header = pull_header("%DLQ%cg", 0, 0);
-                header.sys_flag = 0x4;
-                let pulled = api.pull_message(&broker, &header, TIMEOUT).await.ok()?;
-                (pulled.status == PullStatus::Found).then_some(pulled)
-            }
+        &api,
+        &broker,
+        |api, broker| async move {
+            let mut header = pull_header("%DLQ%cg", 0, 0);
+            header.sys_flag = 0x4;
+            let pulled = api.pull_message(&broker, &header, TIMEOUT).await.ok()?;
+            (pulled.status == PullStatus::Found).then_some(pulled)
         },
     )
     .await;

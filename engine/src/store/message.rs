@@ -1068,23 +1068,33 @@ pub fn check_record(buf: &[u8], check_crc: bool) -> RecordCheck {
         Ok(Parsed::Blank(size)) => return RecordCheck::Blank { size },
         Err(error) => return RecordCheck::Invalid(error),
     };
-    // Dispatch needs four properties: one pass over them, borrowing their names and values.
+    // Dispatch needs four properties: one pass over them, without building the map (the last
+    // of duplicates wins, as in the map).
     let properties = String::from_utf8_lossy(view.properties);
-    let properties = property_map(&properties);
-    let property = |key| properties.get(key).copied();
+    let [mut tags, mut keys, mut uniq_key, mut delay] = [None; 4];
+    for (name, value) in property_pairs(&properties) {
+        let slot = match name {
+            property_key::TAGS => &mut tags,
+            property_key::KEYS => &mut keys,
+            property_key::UNIQ_KEY => &mut uniq_key,
+            property_key::DELAY => &mut delay,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
     RecordCheck::Message(DispatchRequest {
         topic: view.topic.to_owned(),
         queue_id: view.queue_id,
         commit_log_offset: view.physical_offset,
         msg_size: view.total_size,
-        tags_code: property(property_key::TAGS).map_or(0, tags_code),
+        tags_code: tags.map_or(0, tags_code),
         store_timestamp: view.store_timestamp,
         consume_queue_offset: view.queue_offset,
-        keys: property(property_key::KEYS).map(str::to_owned),
-        uniq_key: property(property_key::UNIQ_KEY).map(str::to_owned),
+        keys: keys.map(str::to_owned),
+        uniq_key: uniq_key.map(str::to_owned),
         sys_flag: view.sys_flag,
         prepared_transaction_offset: view.prepared_transaction_offset,
-        delay_level: parse_delay_level(property(property_key::DELAY)),
+        delay_level: parse_delay_level(delay),
     })
 }
 

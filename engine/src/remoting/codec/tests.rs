@@ -408,6 +408,22 @@ fn the_scanner_leaves_the_lenient_and_the_malformed_to_the_general_decoder() {
     }
 }
 
+/// The scanner checks an escaped string as UTF-8 once, after resolving its escapes: a sequence
+/// broken by an escape must not come out whole.
+#[test]
+fn the_scanner_declines_utf8_broken_around_an_escape() {
+    for header in [
+        // A lead byte cut short by an escape, which resolves to a lead and a continuation.
+        &b"{\"remark\":\"\xC3\\u00A9\"}"[..],
+        // A stray continuation byte after an escape.
+        b"{\"remark\":\"\\u00E9\xA9\"}",
+        b"{\"extFields\":{\"a\":\"x\xFF\\u0001y\"}}",
+    ] {
+        assert_eq!(json_scan::scan_header(header), None, "{header:?}");
+        assert_eq!(general(header), None, "{header:?}");
+    }
+}
+
 /// Fragments that headers are made of, right and wrong, to assemble hostile headers from.
 const JSON_FRAGMENTS: &[&str] = &[
     "{",

@@ -473,6 +473,21 @@ fn dispatch_reads_uniq_key_and_delay_level() {
     assert_eq!(request.tags_code, tags_code("TagA"));
 }
 
+#[test]
+fn dispatch_reads_the_last_of_duplicate_properties_as_the_map_does() {
+    let mut msg = v4_message();
+    // A client may write a key twice (the broker only appends CLUSTER); Java's map keeps the
+    // last value.
+    msg.properties = "TAGS\u{1}first\u{2}KEYS\u{1}k1\u{2}TAGS\u{1}second\u{2}KEYS\u{1}k2 k3".into();
+    let RecordCheck::Message(request) = check_record(&encode(&msg, 0, 0), true) else {
+        panic!("the record checks");
+    };
+    assert_eq!(request.tags_code, tags_code("second"));
+    assert_eq!(request.keys.as_deref(), Some("k2 k3"));
+    assert_eq!(request.uniq_key, None);
+    assert_eq!(request.delay_level, 0);
+}
+
 // --- limits ----------------------------------------------------------------------------------
 
 #[test]
