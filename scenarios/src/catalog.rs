@@ -13,7 +13,8 @@
 //! - `long_poll_timeouts`: the consumer's link to broker-a is cut for longer than a held
 //!   pull's timeout, then one way only; pulls time out and resume.
 //! - `disk_full`: broker-a's disk fails writes and is full for a while, then is freed;
-//!   sends fail cleanly or go elsewhere, and nothing acknowledged is lost.
+//!   the clean service marks the store full and it refuses sends until a later pass finds
+//!   room; sends fail cleanly or go elsewhere, and nothing acknowledged is lost.
 
 use std::time::Duration;
 

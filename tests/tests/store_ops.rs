@@ -1,7 +1,7 @@
 //! Message-store behaviour on SimDisk without crashes: reads return exactly what was
 //! appended (property test over random appends, batches and segment roll-overs), SYNC_FLUSH
 //! group commit and its failure modes, refused messages, delayed messages, lookups by key,
-//! offset and time, and retention of expired segments.
+//! offset and time, retention of expired segments, and a disk that fills up.
 #![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrocket_engine::disk::Disk;
 use ferrocket_engine::store::config::{FlushDiskType, MessageStoreConfig};
 use ferrocket_engine::store::message::{decode_record, property_key};
 use ferrocket_engine::store::message_store::{
-    GetMessageStatus, MessageStore, PutMessageStatus, SCHEDULE_TOPIC,
+    GetMessageStatus, MessageStore, PutMessageResult, PutMessageStatus, SCHEDULE_TOPIC,
 };
 use ferrocket_sim::{SimDisk, SimDiskFaults, SkewedClock};
 use ferrocket_tests::store::{
@@ -312,5 +313,149 @@ async fn expired_segments_are_deleted_with_their_queue_and_index_entries() {
     assert_eq!(old.status, GetMessageStatus::OffsetTooSmall);
     assert_eq!(old.next_begin_offset, min);
     assert_eq!(read_queue(&store, "T", 0).len() as i64, 60 - min);
+    store.check_invariants();
+}
+
+/// Fills `store` with 50 messages of 1.5 KiB (two and a half 32 KiB segments, so small
+/// messages still fit in the last) and dispatches them; returns the number of segments.
+async fn fill_segments(store: &MessageStore) -> usize {
+    for i in 0..50 {
+        let body = Bytes::from(vec![b'x'; 1500]);
+        let stored = store
+            .put_message(message("T", 0, body, &format!("k{i}")))
+            .await;
+        assert_eq!(stored.status, PutMessageStatus::PutOk);
+    }
+    store.dispatch_pending().await;
+    let segments = store.commit_log().mapped_file_queue().mapped_files().len();
+    assert!(
+        (3..=10).contains(&segments),
+        "the test needs 3..=10 segments, has {segments}"
+    );
+    segments
+}
+
+/// Sets the disk's capacity so that what it holds now is `percent` of it.
+fn make_disk_used(disk: &SimDisk, percent: f64) {
+    let space = disk.space().unwrap();
+    let used = space.total - space.available;
+    disk.set_faults(SimDiskFaults {
+        capacity_bytes: Some((used as f64 * 100.0 / percent) as u64),
+        ..SimDiskFaults::default()
+    });
+}
+
+async fn put_small(store: &MessageStore) -> PutMessageResult {
+    store
+        .put_message(message("T", 0, Bytes::from_static(b"small"), "k"))
+        .await
+}
+
+#[tokio::test]
+async fn a_disk_past_the_warning_level_refuses_sends_until_it_falls_to_the_clean_level() {
+    let disk = SimDisk::new();
+    let config = MessageStoreConfig {
+        clean_file_forcibly_enable: false,
+        ..small_store_config()
+    };
+    let store = open(&disk, config).await;
+    fill_segments(&store).await;
+
+    make_disk_used(&disk, 87.0);
+    assert_eq!(
+        store.delete_expired_files(false).await.unwrap(),
+        0,
+        "nothing expired"
+    );
+    assert!(
+        !store.is_disk_full(),
+        "between the clean and warning levels a clear flag stays clear"
+    );
+    assert_eq!(put_small(&store).await.status, PutMessageStatus::PutOk);
+
+    make_disk_used(&disk, 95.0);
+    // The flag is a retention pass's verdict: sends go on until a pass sees the disk.
+    assert_eq!(put_small(&store).await.status, PutMessageStatus::PutOk);
+    assert_eq!(
+        store.delete_expired_files(false).await.unwrap(),
+        0,
+        "cleanFileForciblyEnable=false"
+    );
+    assert!(store.is_disk_full());
+    let refused = put_small(&store).await;
+    assert_eq!(
+        refused.status,
+        PutMessageStatus::ServiceNotAvailable,
+        "{refused:?}"
+    );
+    let remark = refused.remark.unwrap_or_default();
+    assert!(
+        remark.contains("disk is full") && remark.contains("95.0% used"),
+        "{remark}"
+    );
+    store.dispatch_pending().await;
+    let end = store.max_offset_in_queue("T", 0);
+
+    make_disk_used(&disk, 87.0);
+    store.delete_expired_files(false).await.unwrap();
+    assert!(
+        store.is_disk_full(),
+        "between the two levels a set flag stays set"
+    );
+    assert_eq!(
+        put_small(&store).await.status,
+        PutMessageStatus::ServiceNotAvailable
+    );
+
+    make_disk_used(&disk, 80.0);
+    store.delete_expired_files(false).await.unwrap();
+    assert!(!store.is_disk_full());
+    assert_eq!(put_small(&store).await.status, PutMessageStatus::PutOk);
+    store.dispatch_pending().await;
+    assert_eq!(
+        store.max_offset_in_queue("T", 0),
+        end + 1,
+        "refused sends stored nothing"
+    );
+    assert_eq!(
+        store.min_offset_in_queue("T", 0),
+        0,
+        "no segment was deleted"
+    );
+    store.check_invariants();
+}
+
+#[tokio::test]
+async fn a_disk_past_the_clean_level_loses_its_oldest_segments_expired_or_not() {
+    let disk = SimDisk::new();
+    let store = open(&disk, small_store_config()).await;
+    let segments = fill_segments(&store).await;
+    make_disk_used(&disk, 95.0);
+    let deleted = store.delete_expired_files(false).await.unwrap();
+    assert_eq!(
+        deleted,
+        segments - 1,
+        "every segment but the newest, none expired"
+    );
+    assert!(
+        store.is_disk_full(),
+        "the pass judged the disk before deleting"
+    );
+    assert_eq!(
+        put_small(&store).await.status,
+        PutMessageStatus::ServiceNotAvailable
+    );
+
+    // The space freed shows in the next pass, which lets sends in again.
+    store.delete_expired_files(false).await.unwrap();
+    assert!(!store.is_disk_full());
+    assert_eq!(put_small(&store).await.status, PutMessageStatus::PutOk);
+    store.dispatch_pending().await;
+    let min = store.min_offset_in_queue("T", 0);
+    assert!(
+        min > 0,
+        "the consume queue starts past the deleted segments"
+    );
+    assert_eq!(read_queue(&store, "T", 0).len() as i64, 51 - min);
     store.check_invariants();
 }

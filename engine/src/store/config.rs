@@ -90,8 +90,19 @@ crate::properties_config! {
         file_reserved_time: u64 = 72; "fileReservedTime",
         /// Hours of the day (`;`-separated, e.g. `04`) when expired segments are deleted.
         delete_when: String = "04".into(); "deleteWhen",
-        /// Disk usage (%) above which expired segments are deleted at any hour.
+        /// Disk usage (%) above which expired segments are deleted at any hour (read as 10
+        /// to 95, as Java clamps it).
         disk_max_used_space_ratio: u32 = 75; "diskMaxUsedSpaceRatio",
+        /// Disk usage (%) above which the store is marked full and refuses sends
+        /// (`rocketmq.broker.diskSpaceWarningLevelRatio`), until usage falls to
+        /// `diskSpaceCleanForciblyRatio` or below.
+        disk_space_warning_level_ratio: u32 = 90; "diskSpaceWarningLevelRatio",
+        /// Disk usage (%) above which the oldest segments are deleted whether expired or not,
+        /// when `cleanFileForciblyEnable` (`rocketmq.broker.diskSpaceCleanForciblyRatio`).
+        disk_space_clean_forcibly_ratio: u32 = 85; "diskSpaceCleanForciblyRatio",
+        /// Whether a disk past `diskSpaceCleanForciblyRatio` has its oldest segments deleted
+        /// before they expire.
+        clean_file_forcibly_enable: bool = true; "cleanFileForciblyEnable",
         /// Delay levels 1..n.
         message_delay_level: String = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(); "messageDelayLevel",
         /// How often the schedule service persists `config/delayOffset.json`, ms.
@@ -121,6 +132,12 @@ impl MessageStoreConfig {
     /// The sync-flush timeout as a duration.
     pub fn sync_flush_timeout(&self) -> Duration {
         Duration::from_millis(self.sync_flush_timeout)
+    }
+
+    /// `diskMaxUsedSpaceRatio` as Java reads it (`getDiskMaxUsedSpaceRatio`): at least 10, at
+    /// most 95.
+    pub fn disk_max_used_space_percent(&self) -> u32 {
+        self.disk_max_used_space_ratio.clamp(10, 95)
     }
 
     /// Parses `messageDelayLevel` into delays for levels 1..=n.
@@ -164,6 +181,36 @@ mod tests {
         assert_eq!(levels[17], Duration::from_secs(7200));
         assert!(parse_delay_levels("1s 5x").is_err());
         assert!(parse_delay_levels("as").is_err());
+    }
+
+    #[test]
+    fn disk_ratios_bind_by_java_name_and_the_max_used_ratio_is_clamped_as_java_reads_it() {
+        let mut config = MessageStoreConfig::default();
+        assert_eq!(
+            (
+                config.disk_max_used_space_percent(),
+                config.disk_space_clean_forcibly_ratio,
+                config.disk_space_warning_level_ratio,
+                config.clean_file_forcibly_enable
+            ),
+            (75, 85, 90, true)
+        );
+        let properties = parse_properties(
+            "diskMaxUsedSpaceRatio=99\ndiskSpaceWarningLevelRatio=97\n\
+             diskSpaceCleanForciblyRatio=93\ncleanFileForciblyEnable=false\n",
+        )
+        .unwrap();
+        assert!(
+            apply_properties(&mut [&mut config], &properties)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(config.disk_max_used_space_percent(), 95);
+        assert_eq!(config.disk_space_warning_level_ratio, 97);
+        assert_eq!(config.disk_space_clean_forcibly_ratio, 93);
+        assert!(!config.clean_file_forcibly_enable);
+        config.disk_max_used_space_ratio = 3;
+        assert_eq!(config.disk_max_used_space_percent(), 10);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! - the **flush service** syncs the commit log (group commit for SYNC_FLUSH);
 //! - the **reput service** tails the commit log and dispatches each new record to its
 //!   consume queue and the index, then tells the arrival listener (long polling);
-//! - the **consume-queue flush service** syncs the consume queues and the checkpoint.
+//! - the **consume-queue flush service** syncs the consume queues and the checkpoint;
+//! - the **clean service** deletes expired segments every ten seconds and judges the disk:
+//!   past `diskSpaceWarningLevelRatio` (90%) the store is marked full and refuses sends
+//!   until a pass finds it at `diskSpaceCleanForciblyRatio` (85%) or below.
 //!
 //! Start-up loads the files, recovers (normally after a clean shutdown, abnormally when the
 //! `abort` marker is still there) and writes the `abort` marker; a clean shutdown flushes
@@ -272,6 +275,15 @@ pub enum StoreError {
 
 type QueueTable = BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>>;
 
+/// What a retention pass makes of the store's disk.
+#[derive(Debug, Clone, Copy)]
+struct DiskVerdict {
+    /// Fuller than `diskMaxUsedSpaceRatio`: expired segments go at any hour.
+    space_full: bool,
+    /// Fuller than `diskSpaceCleanForciblyRatio`: the oldest segments may go unexpired.
+    clean_immediately: bool,
+}
+
 /// The message store. See the module docs.
 pub struct MessageStore {
     env: Env,
@@ -289,6 +301,10 @@ pub struct MessageStore {
     arrival_listener: RwLock<Option<ArrivalListener>>,
     hot_data_window: u64,
     shut_down: AtomicBool,
+    /// Set by a retention pass that finds the disk past `diskSpaceWarningLevelRatio`, cleared
+    /// by one that finds it at `diskSpaceCleanForciblyRatio` or below (Java's `DISK_FULL`
+    /// running flag): while set, sends are refused.
+    disk_full: AtomicBool,
     last_exit_ok: bool,
     tasks: Mutex<Vec<AbortOnDrop>>,
 }
@@ -361,6 +377,7 @@ impl MessageStore {
             arrival_listener: RwLock::new(None),
             hot_data_window,
             shut_down: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             last_exit_ok,
             tasks: Mutex::new(Vec::new()),
             root,
@@ -469,6 +486,26 @@ impl MessageStore {
         })
     }
 
+    /// Whether the last retention pass found the disk too full for sends (Java's `DISK_FULL`
+    /// flag); see [`delete_expired_files`](Self::delete_expired_files).
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire)
+    }
+
+    /// Why a send is refused while the disk is full, with the usage now.
+    fn disk_full_remark(&self) -> String {
+        let warning = self.config.disk_space_warning_level_ratio;
+        match self.env.disk.space() {
+            Ok(space) => format!(
+                "the broker's disk is full: {:.1}% used, past diskSpaceWarningLevelRatio {warning}%",
+                space.used_ratio() * 100.0
+            ),
+            Err(_) => {
+                format!("the broker's disk is full: past diskSpaceWarningLevelRatio {warning}%")
+            }
+        }
+    }
+
     /// Whether queue entry `consume_offset` lies outside the hot-data window
     /// (`checkInDiskByConsumeOffset`); false when the entry does not exist.
     pub fn check_in_disk_by_consume_offset(
@@ -522,6 +559,12 @@ impl MessageStore {
             return Some(PutMessageResult::refused(
                 PutMessageStatus::ServiceNotAvailable,
                 "the message store is fenced after a failed disk sync",
+            ));
+        }
+        if self.is_disk_full() {
+            return Some(PutMessageResult::refused(
+                PutMessageStatus::ServiceNotAvailable,
+                self.disk_full_remark(),
             ));
         }
         if self.is_os_page_cache_busy() {
@@ -1118,6 +1161,12 @@ impl MessageStore {
     /// disk is fuller than `diskMaxUsedSpaceRatio`, or when `force`d (admin). Then drops the
     /// consume-queue and index files that only point below the new minimum. At most
     /// [`DELETE_FILES_BATCH_MAX`] segments per call. Returns how many segments went.
+    ///
+    /// Each pass also judges the disk first (see [`assess_disk`](Self::assess_disk)): past
+    /// `diskSpaceWarningLevelRatio` the store is marked full and refuses sends, and past
+    /// `diskSpaceCleanForciblyRatio` the oldest segments go whether expired or not (with
+    /// `cleanFileForciblyEnable`), unconsumed messages included, as in Java: a full disk
+    /// costs the oldest data rather than the service.
     pub async fn delete_expired_files(&self, force: bool) -> Result<usize, StoreError> {
         let now = self.env.clock.wall_ms();
         let hour = (now.rem_euclid(86_400_000) / 3_600_000) as u32;
@@ -1127,12 +1176,14 @@ impl MessageStore {
             .split(';')
             .filter_map(|h| h.trim().parse::<u32>().ok())
             .any(|h| h == hour);
-        let space = self.env.disk.space()?;
-        let space_full =
-            space.used_ratio() * 100.0 > f64::from(self.config.disk_max_used_space_ratio);
+        let DiskVerdict {
+            space_full,
+            clean_immediately,
+        } = self.assess_disk()?;
         if !(time_up || space_full || force) {
             return Ok(0);
         }
+        let clean_at_once = clean_immediately && self.config.clean_file_forcibly_enable;
         let reserved_ms = self.config.file_reserved_time as i64 * 3_600_000;
         let files = self.commit_log.mapped_file_queue().mapped_files();
         // A segment was last written no later than the first record of the next one.
@@ -1144,14 +1195,14 @@ impl MessageStore {
             .commit_log
             .mapped_file_queue()
             .delete_oldest_while(|_| {
-                let expired = index < DELETE_FILES_BATCH_MAX
-                    && last_write
-                        .get(index)
-                        .copied()
-                        .flatten()
-                        .is_some_and(|written| now >= written + reserved_ms);
+                let expired = last_write
+                    .get(index)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|written| now >= written + reserved_ms);
+                let doomed = index < DELETE_FILES_BATCH_MAX && (expired || clean_at_once);
                 index += 1;
-                expired
+                doomed
             })
             .await?;
         if deleted > 0 {
@@ -1160,12 +1211,42 @@ impl MessageStore {
                 min_offset = self.commit_log.min_offset(),
                 time_up,
                 space_full,
+                clean_at_once,
                 force,
                 "expired commit-log segments deleted"
             );
             self.delete_expired_logic_files().await?;
         }
         Ok(deleted)
+    }
+
+    /// Judges the store's disk for a retention pass (`isSpaceToDelete`) and sets or clears
+    /// the full flag: set past `diskSpaceWarningLevelRatio`, cleared at
+    /// `diskSpaceCleanForciblyRatio` or below, left as it is between the two.
+    fn assess_disk(&self) -> Result<DiskVerdict, StoreError> {
+        let used_percent = self.env.disk.space()?.used_ratio() * 100.0;
+        let config = &self.config;
+        let clean_immediately = if used_percent > f64::from(config.disk_space_warning_level_ratio) {
+            if !self.disk_full.swap(true, Ordering::AcqRel) {
+                tracing::error!(
+                    used_percent,
+                    warning_level = config.disk_space_warning_level_ratio,
+                    "the disk is nearly full: sends are refused until it has room again"
+                );
+            }
+            true
+        } else if used_percent > f64::from(config.disk_space_clean_forcibly_ratio) {
+            true
+        } else {
+            if self.disk_full.swap(false, Ordering::AcqRel) {
+                tracing::info!(used_percent, "the disk has room again: sends are accepted");
+            }
+            false
+        };
+        Ok(DiskVerdict {
+            space_full: used_percent > f64::from(config.disk_max_used_space_percent()),
+            clean_immediately,
+        })
     }
 
     /// Drops consume-queue and index files that only point below the commit log's minimum
