@@ -15,7 +15,19 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 SIM_FLAGS="--cfg madsim"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+
+# On failure, the free disk and memory are printed last, where a log cut short still shows
+# them: a full disk fails a build with nothing clearer than a linker error.
+on_exit() {
+  local status=$?
+  rm -f "$log"
+  if [[ $status -ne 0 ]]; then
+    printf '\n==> failed with exit %s; free disk and memory now:\n' "$status"
+    df -h . "${TMPDIR:-/tmp}" || true
+    free -m || true
+  fi
+}
+trap on_exit EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
 

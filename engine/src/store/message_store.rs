@@ -1162,7 +1162,7 @@ impl MessageStore {
     /// consume-queue and index files that only point below the new minimum. At most
     /// [`DELETE_FILES_BATCH_MAX`] segments per call. Returns how many segments went.
     ///
-    /// Each pass also judges the disk first (see [`assess_disk`](Self::assess_disk)): past
+    /// Each pass also judges the disk first (see [`is_disk_full`](Self::is_disk_full)): past
     /// `diskSpaceWarningLevelRatio` the store is marked full and refuses sends, and past
     /// `diskSpaceCleanForciblyRatio` the oldest segments go whether expired or not (with
     /// `cleanFileForciblyEnable`), unconsumed messages included, as in Java: a full disk
