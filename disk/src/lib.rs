@@ -422,6 +422,18 @@ impl Segment for MmapSegment {
         #[cfg(not(all(target_os = "linux", not(madsim))))]
         let _ = range;
     }
+
+    /// `madvise(MADV_RANDOM)` over the whole mapping (no read-around on its page faults), or
+    /// `MADV_NORMAL` back.
+    fn set_random_access(&self, random: bool) {
+        let advice = if random {
+            memmap2::Advice::Random
+        } else {
+            memmap2::Advice::Normal
+        };
+        // Advisory: a kernel that refuses it leaves the read-ahead as it was.
+        let _ = self.inner.map.advise(advice);
+    }
 }
 
 /// Reserves `size` bytes for `file`, whose current length is `existing_size`.
@@ -559,6 +571,51 @@ mod tests {
         assert_eq!(meta.len(), size);
         // `blocks` counts 512-byte units; a sparse file would have (almost) none.
         assert!(meta.blocks() * 512 >= size, "{} blocks", meta.blocks());
+    }
+
+    /// How many pages of `segment` in `range` are in the page cache (`mincore`).
+    fn resident_pages(segment: &MmapSegment, range: Range<usize>) -> usize {
+        let page = PAGE_SIZE as usize;
+        let mut residency = vec![0u8; range.len().div_ceil(page)];
+        // SAFETY: `range` lies inside the mapping and starts on a page boundary, and
+        // `residency` has one byte per page of it, as mincore(2) requires.
+        let rc = unsafe {
+            libc::mincore(
+                segment.inner.map.as_mut_ptr().add(range.start).cast(),
+                range.len(),
+                residency.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        residency.iter().filter(|&&state| state & 1 == 1).count()
+    }
+
+    #[test]
+    fn a_write_into_a_random_access_segment_brings_in_that_page_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        let size: u64 = 64 << 20;
+        let plain = disk.open_mmap_segment("index/plain", size).unwrap();
+        let random = disk.open_mmap_segment("index/random", size).unwrap();
+        random.set_random_access(true);
+        let middle = (size / 2) as usize;
+        let window = middle - (16 << 20)..middle + (16 << 20);
+        for segment in [&plain, &random] {
+            assert_eq!(resident_pages(segment, window.clone()), 0);
+            segment.write_at(middle as u64, b"x").unwrap();
+        }
+        // The plain segment's fault reads around it as far as the device's read-ahead
+        // allows (megabytes on some machines, nothing on others); the advised one's never.
+        let around = resident_pages(&plain, window.clone());
+        assert!(around >= 1, "{around}");
+        assert_eq!(
+            resident_pages(&random, window),
+            1,
+            "the plain segment's fault brought in {around} pages"
+        );
+        let mut byte = [0u8];
+        random.read_at(middle as u64, &mut byte).unwrap();
+        assert_eq!(&byte, b"x");
     }
 
     #[test]

@@ -104,6 +104,16 @@ pub trait Segment: Send + Sync + Debug {
     fn prefault(&self, range: Range<u64>) {
         let _ = range;
     }
+
+    /// Declares whether the segment is read and written at random places (an index file's
+    /// hash slots and chains). In production a page fault of a random-access segment brings
+    /// in the faulting page only, not the read-ahead window around it: that window is the
+    /// device's `read_ahead_kb`, megabytes on some machines, and zero-filling megabytes of a
+    /// new file inside one fault stalls the writer for tens of milliseconds. `false` restores
+    /// the read-ahead. Changes no byte: advisory, and free to do nothing (the default).
+    fn set_random_access(&self, random: bool) {
+        let _ = random;
+    }
 }
 
 /// A directory tree of segments and small metadata files.

@@ -351,6 +351,7 @@ impl IndexFile {
             });
         }
         let segment = disk.open_segment(path, size).map_err(io_error(path))?;
+        segment.set_random_access(true);
         let mut header = IndexHeader::default();
         if end_phy_offset > 0 {
             header.begin_phy_offset = end_phy_offset;
@@ -391,6 +392,7 @@ impl IndexFile {
             });
         }
         let segment = disk.open_segment(path, size).map_err(io_error(path))?;
+        segment.set_random_access(true);
         let mut raw = [0u8; INDEX_HEADER_SIZE];
         segment.read_at(0, &mut raw).map_err(io_error(path))?;
         Ok(Self {
