@@ -106,7 +106,8 @@ pub trait Segment: Send + Sync + Debug {
     }
 
     /// Declares whether the segment is read and written at random places (an index file's
-    /// hash slots and chains). In production a page fault of a random-access segment brings
+    /// hash slots and chains; a consume-queue segment while appended to, whose writes each
+    /// touch only the page at its end). In production a page fault of a random-access segment brings
     /// in the faulting page only, not the read-ahead window around it: that window is the
     /// device's `read_ahead_kb`, megabytes on some machines, and zero-filling megabytes of a
     /// new file inside one fault stalls the writer for tens of milliseconds. `false` restores

@@ -261,7 +261,8 @@ impl ConsumeQueue {
             &queue_id.to_string(),
         );
         Self {
-            queue: MappedFileQueue::new(Arc::clone(&disk), dir, file_size),
+            queue: MappedFileQueue::new(Arc::clone(&disk), dir, file_size)
+                .random_access_while_appended(),
             disk,
             topic: topic.to_owned(),
             queue_id,

@@ -223,6 +223,9 @@ pub struct MappedFileQueue {
     dir: String,
     file_size: u64,
     files: RwLock<Vec<Arc<MappedFile>>>,
+    /// Whether a segment created for appends is random-access until the next one replaces
+    /// it; see [`random_access_while_appended`](Self::random_access_while_appended).
+    random_while_appended: bool,
 }
 
 impl MappedFileQueue {
@@ -235,7 +238,20 @@ impl MappedFileQueue {
             dir: dir.into(),
             file_size,
             files: RwLock::new(Vec::new()),
+            random_while_appended: false,
         }
+    }
+
+    /// Makes each segment this queue creates random-access ([`Segment::set_random_access`])
+    /// while it is the one appended to, and sequential again once full. For small records
+    /// that arrive in many queues at once (consume-queue units): every queue of a topic
+    /// rolls within the same milliseconds, and without this each first write into a new
+    /// segment zero-fills the read-ahead window around it inline, megabytes per queue. Not
+    /// for the commit log, whose bulk writes are cheaper in the large pages read-ahead
+    /// brings.
+    pub fn random_access_while_appended(mut self) -> Self {
+        self.random_while_appended = true;
+        self
     }
 
     /// The segment size.
@@ -315,6 +331,12 @@ impl MappedFileQueue {
         };
         let path = join(&self.dir, &segment_name(create_offset));
         let segment = self.disk.open_segment(&path, self.file_size)?;
+        if self.random_while_appended {
+            segment.set_random_access(true);
+            if let Some(full) = files.last() {
+                full.segment.set_random_access(false);
+            }
+        }
         let file = Arc::new(MappedFile::new(create_offset, segment, self.file_size));
         files.push(file.clone());
         Ok(file)
@@ -516,6 +538,7 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
+    use crate::store::test_disk::MemoryDisk;
 
     /// A segment that keeps nothing but the prefault requests it gets.
     #[derive(Debug, Default)]
@@ -561,5 +584,27 @@ mod tests {
             "the first append asks for the second chunk, entering it asks for the (short) \
              last one, and entering the last asks for nothing past the end"
         );
+    }
+
+    /// Creates two segments of 4 KiB in a queue and says which were left random-access.
+    fn random_access_after_a_roll(queue: MappedFileQueue, disk: &MemoryDisk) -> [bool; 2] {
+        let first = queue.last_mapped_file_or_create(0).unwrap();
+        first.append(&[1u8; 4096], 1).unwrap();
+        let second = queue.last_mapped_file_or_create(0).unwrap();
+        [first.path(), second.path()].map(|path| disk.is_random_access(path))
+    }
+
+    #[test]
+    fn a_queue_random_while_appended_advises_only_the_segment_being_appended() {
+        let (disk, shared) = MemoryDisk::shared();
+        let queue = MappedFileQueue::new(shared, "consumequeue/T/0", 4096);
+        assert_eq!(
+            random_access_after_a_roll(queue.random_access_while_appended(), &disk),
+            [false, true],
+            "the full segment reads ahead again, the new one does not"
+        );
+        let (disk, shared) = MemoryDisk::shared();
+        let plain = MappedFileQueue::new(shared, "commitlog", 4096);
+        assert_eq!(random_access_after_a_roll(plain, &disk), [false, false]);
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, ErrorKind};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
@@ -53,6 +54,15 @@ impl MemoryDisk {
         let disk = Self::new();
         let shared: SharedDisk = disk.clone();
         (disk, shared)
+    }
+
+    /// Whether the segment at `path` was last declared random-access (false for any other
+    /// file).
+    pub(crate) fn is_random_access(&self, path: &str) -> bool {
+        match self.lock().files.get(path) {
+            Some(File::Segment(segment)) => segment.random_access.load(Ordering::Acquire),
+            _ => false,
+        }
     }
 
     /// The paths of every file, sorted.
@@ -118,6 +128,7 @@ impl Disk for MemoryDisk {
                     path: path.clone(),
                     size,
                     bytes: Mutex::new(contents.clone()),
+                    random_access: AtomicBool::new(false),
                 });
                 state.files.insert(path, File::Segment(segment.clone()));
                 Ok(segment)
@@ -133,6 +144,7 @@ impl Disk for MemoryDisk {
                     path: path.clone(),
                     size,
                     bytes: Mutex::new(vec![0; size as usize]),
+                    random_access: AtomicBool::new(false),
                 });
                 state.files.insert(path, File::Segment(segment.clone()));
                 Ok(segment)
@@ -250,6 +262,8 @@ pub(crate) struct MemorySegment {
     path: String,
     size: u64,
     bytes: Mutex<Vec<u8>>,
+    /// The last [`Segment::set_random_access`] declaration.
+    random_access: AtomicBool,
 }
 
 impl MemorySegment {
@@ -276,6 +290,10 @@ impl MemorySegment {
 impl Segment for MemorySegment {
     fn path(&self) -> &str {
         &self.path
+    }
+
+    fn set_random_access(&self, random: bool) {
+        self.random_access.store(random, Ordering::Release);
     }
 
     fn size(&self) -> u64 {
