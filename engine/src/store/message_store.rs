@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -305,6 +305,9 @@ pub struct MessageStore {
     /// by one that finds it at `diskSpaceCleanForciblyRatio` or below (Java's `DISK_FULL`
     /// running flag): while set, sends are refused.
     disk_full: AtomicBool,
+    /// The disk usage the last retention pass saw, in tenths of a percent (for the remark of
+    /// a refused send, which then needs no system call).
+    disk_used_permille: AtomicU32,
     last_exit_ok: bool,
     tasks: Mutex<Vec<AbortOnDrop>>,
 }
@@ -378,6 +381,7 @@ impl MessageStore {
             hot_data_window,
             shut_down: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            disk_used_permille: AtomicU32::new(0),
             last_exit_ok,
             tasks: Mutex::new(Vec::new()),
             root,
@@ -492,18 +496,15 @@ impl MessageStore {
         self.disk_full.load(Ordering::Acquire)
     }
 
-    /// Why a send is refused while the disk is full, with the usage now.
+    /// Why a send is refused while the disk is full, with the usage the last pass saw.
     fn disk_full_remark(&self) -> String {
-        let warning = self.config.disk_space_warning_level_ratio;
-        match self.env.disk.space() {
-            Ok(space) => format!(
-                "the broker's disk is full: {:.1}% used, past diskSpaceWarningLevelRatio {warning}%",
-                space.used_ratio() * 100.0
-            ),
-            Err(_) => {
-                format!("the broker's disk is full: past diskSpaceWarningLevelRatio {warning}%")
-            }
-        }
+        let permille = self.disk_used_permille.load(Ordering::Relaxed);
+        format!(
+            "the broker's disk is full: {}.{}% used, past diskSpaceWarningLevelRatio {}%",
+            permille / 10,
+            permille % 10,
+            self.config.disk_space_warning_level_ratio
+        )
     }
 
     /// Whether queue entry `consume_offset` lies outside the hot-data window
@@ -1225,6 +1226,8 @@ impl MessageStore {
     /// `diskSpaceCleanForciblyRatio` or below, left as it is between the two.
     fn assess_disk(&self) -> Result<DiskVerdict, StoreError> {
         let used_percent = self.env.disk.space()?.used_ratio() * 100.0;
+        self.disk_used_permille
+            .store((used_percent * 10.0).round() as u32, Ordering::Relaxed);
         let config = &self.config;
         let clean_immediately = if used_percent > f64::from(config.disk_space_warning_level_ratio) {
             if !self.disk_full.swap(true, Ordering::AcqRel) {

@@ -748,3 +748,14 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn only_the_segment_being_appended_to_is_random_access() {
+    let (memory, _disk, _cq) = filled(UNITS_PER_FILE as i64 + 1);
+    let paths = memory.file_paths();
+    let random: Vec<bool> = paths
+        .iter()
+        .map(|path| memory.is_random_access(path))
+        .collect();
+    assert_eq!(random, [false, true], "{paths:?}");
+}

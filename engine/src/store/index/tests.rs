@@ -1150,3 +1150,16 @@ fn stored_keys_join_topic_and_key_with_a_hash() {
     assert_eq!(build_key("TopicA", "order-1"), "TopicA#order-1");
     assert_eq!(build_key("T", ""), "T#");
 }
+
+#[test]
+fn index_files_are_random_access_when_created_and_when_opened() {
+    let (memory, disk) = memory_disk();
+    drop(IndexFile::create(&disk, "store/index/f", 4, 8, 0, 0).unwrap());
+    assert!(memory.is_random_access("store/index/f"));
+    let (memory, disk) = memory_disk();
+    disk.open_segment("store/index/f", file_size(4, 8).unwrap())
+        .unwrap();
+    assert!(!memory.is_random_access("store/index/f"));
+    IndexFile::open(&disk, "store/index/f", 4, 8).unwrap();
+    assert!(memory.is_random_access("store/index/f"));
+}
