@@ -23,6 +23,10 @@
 //! - `prefault` asks the kernel to allocate and map the pages ahead of the appender
 //!   (`MADV_POPULATE_WRITE`), so appends copy into ready pages instead of faulting; it changes
 //!   no byte, so it has no bearing on what a crash leaves.
+//! - `prepare_segment` creates a segment (and prefaults its first pages) on the blocking pool
+//!   ahead of need; the `open_segment` that later asks for it takes that mapping, or waits for
+//!   the preparation if it is still running, so one path is never created twice at once. A
+//!   removal of the path discards the preparation first, so no preparation outlives the file.
 //! - Blocking calls (`msync`, `fsync`, prefaulting) run on tokio's blocking pool so they never stall an
 //!   async worker; under `--cfg madsim` (and outside any runtime) they run inline.
 //!
@@ -38,8 +42,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::ops::Range;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ferrocket_engine::disk::{
     DirEntry, Disk, DiskSpace, PAGE_SIZE, Segment, SharedDisk, normalize_path,
@@ -57,6 +62,25 @@ pub const TMP_SUFFIX: &str = ".tmp";
 #[derive(Debug, Clone)]
 pub struct MmapDisk {
     root: PathBuf,
+    /// Segments being created ahead of need ([`Disk::prepare_segment`]), by relative path.
+    preparations: Arc<Mutex<HashMap<String, Arc<Preparation>>>>,
+}
+
+/// A segment being created ahead of need: set once, by the blocking task that creates it, to
+/// the segment or to `None` when the creation failed (or the task never ran).
+#[derive(Debug, Default)]
+struct Preparation {
+    segment: OnceLock<Option<MmapSegment>>,
+}
+
+/// Settles a [`Preparation`] as failed if it is dropped unsettled: a panic in the creating
+/// task, or a runtime shut down before the task ran, must not leave a waiter waiting forever.
+struct SettleOnDrop(Arc<Preparation>);
+
+impl Drop for SettleOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.segment.set(None);
+    }
 }
 
 impl MmapDisk {
@@ -70,7 +94,10 @@ impl MmapDisk {
                 format!("disk root {} is not a directory", root.display()),
             ));
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            preparations: Arc::default(),
+        })
     }
 
     /// Opens `root` as a disk shared by every component of the process.
@@ -159,11 +186,99 @@ impl MmapDisk {
             }),
         })
     }
+
+    fn lock_preparations(&self) -> MutexGuard<'_, HashMap<String, Arc<Preparation>>> {
+        self.preparations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the preparation of `rel` (a normalized path), waiting for it if it still runs:
+    /// the prepared segment, or `None` when there was none or it failed.
+    fn take_prepared(&self, rel: &str) -> Option<MmapSegment> {
+        let preparation = self.lock_preparations().remove(rel)?;
+        preparation.segment.wait().clone()
+    }
+
+    /// Discards (after waiting for) every preparation of `rel_dir` or a path below it.
+    fn discard_prepared_under(&self, rel_dir: &str) {
+        let discarded: Vec<Arc<Preparation>> = {
+            let mut preparations = self.lock_preparations();
+            let below = |path: &str| {
+                path == rel_dir
+                    || path
+                        .strip_prefix(rel_dir)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            };
+            let paths: Vec<String> = preparations
+                .keys()
+                .filter(|path| below(path))
+                .cloned()
+                .collect();
+            paths
+                .iter()
+                .filter_map(|path| preparations.remove(path))
+                .collect()
+        };
+        for preparation in discarded {
+            preparation.segment.wait();
+        }
+    }
+
+    /// The work of [`Disk::prepare_segment`], on a blocking thread.
+    fn create_prepared(&self, rel: &str, size: u64, warm: u64) -> Option<MmapSegment> {
+        let segment = self.open_mmap_segment(rel, size).ok()?;
+        #[cfg(target_os = "linux")]
+        if warm > 0 {
+            // `min(size)`, and `size` fits in `usize` (checked at open). Advisory, as in
+            // `prefault`: a refusal leaves the pages to the first writes.
+            let _ = segment
+                .inner
+                .populate_for_write(0, warm.min(size) as usize);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = warm;
+        Some(segment)
+    }
 }
 
 impl Disk for MmapDisk {
     fn open_segment(&self, path: &str, size: u64) -> io::Result<Arc<dyn Segment>> {
-        Ok(Arc::new(self.open_mmap_segment(path, size)?))
+        let prepared = self
+            .take_prepared(&normalize_path(path)?)
+            .filter(|segment| segment.inner.size == size);
+        match prepared {
+            Some(segment) => Ok(Arc::new(segment)),
+            None => Ok(Arc::new(self.open_mmap_segment(path, size)?)),
+        }
+    }
+
+    /// Creates the segment on tokio's blocking pool. Does nothing outside a runtime, under
+    /// madsim, for an invalid path, or when the path is already being prepared.
+    fn prepare_segment(&self, path: &str, size: u64, warm: u64) {
+        #[cfg(not(madsim))]
+        {
+            let (Ok(rel), Ok(handle)) =
+                (normalize_path(path), tokio::runtime::Handle::try_current())
+            else {
+                return;
+            };
+            let preparation = Arc::new(Preparation::default());
+            {
+                let mut preparations = self.lock_preparations();
+                if preparations.contains_key(&rel) {
+                    return;
+                }
+                preparations.insert(rel.clone(), Arc::clone(&preparation));
+            }
+            let disk = self.clone();
+            drop(handle.spawn_blocking(move || {
+                let settle = SettleOnDrop(preparation);
+                let _ = settle.0.segment.set(disk.create_prepared(&rel, size, warm));
+            }));
+        }
+        #[cfg(madsim)]
+        let _ = (path, size, warm);
     }
 
     fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
@@ -217,17 +332,22 @@ impl Disk for MmapDisk {
     }
 
     fn remove_file(&self, path: &str) -> io::Result<()> {
-        match fs::remove_file(self.resolve_file(path)?) {
+        let full = self.resolve_file(path)?;
+        self.discard_prepared_under(&normalize_path(path)?);
+        match fs::remove_file(full) {
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
             other => other,
         }
     }
 
     fn remove_dir_all(&self, dir: &str) -> io::Result<()> {
-        if normalize_path(dir)?.is_empty() {
+        let rel = normalize_path(dir)?;
+        if rel.is_empty() {
             return Err(invalid_input("refusing to remove the disk root"));
         }
-        match fs::remove_dir_all(self.resolve(dir)?) {
+        let full = self.resolve(dir)?;
+        self.discard_prepared_under(&rel);
+        match fs::remove_dir_all(full) {
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -545,6 +665,7 @@ mod tests {
     fn ancestors_stop_at_the_root() {
         let disk = MmapDisk {
             root: PathBuf::from("/data/store"),
+            preparations: Arc::default(),
         };
         let dirs = disk.ancestors_to_root(Path::new("/data/store/consumequeue/T/0/000"));
         assert_eq!(
@@ -616,6 +737,36 @@ mod tests {
         let mut byte = [0u8];
         random.read_at(middle as u64, &mut byte).unwrap();
         assert_eq!(&byte, b"x");
+    }
+
+    #[tokio::test]
+    async fn a_prepared_segment_is_taken_once_with_its_first_pages_resident() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        let (size, warm) = (16u64 << 20, 1usize << 20);
+        let plain = disk.open_mmap_segment("commitlog/plain", size).unwrap();
+        assert_eq!(resident_pages(&plain, 0..warm), 0);
+
+        disk.prepare_segment("commitlog/prepared", size, warm as u64);
+        let prepared = disk
+            .take_prepared("commitlog/prepared")
+            .expect("the preparation succeeds");
+        assert_eq!(
+            resident_pages(&prepared, 0..warm),
+            warm / PAGE_SIZE as usize,
+            "the first pages are in memory before any write"
+        );
+        assert!(disk.take_prepared("commitlog/prepared").is_none(), "taken once");
+        assert!(disk.lock_preparations().is_empty());
+    }
+
+    #[test]
+    fn preparing_outside_a_runtime_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        disk.prepare_segment("commitlog/00000000000000000000", 1 << 20, 4096);
+        assert!(disk.lock_preparations().is_empty());
+        assert!(!dir.path().join("commitlog").exists());
     }
 
     #[test]

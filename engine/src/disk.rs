@@ -124,6 +124,19 @@ pub trait Disk: Send + Sync + Debug + 'static {
     /// different size is an `InvalidData` error. A full disk is `StorageFull`.
     fn open_segment(&self, path: &str, size: u64) -> io::Result<Arc<dyn Segment>>;
 
+    /// Starts creating the segment at `path` ahead of need, as
+    /// [`open_segment`](Self::open_segment) would create it, with its first `warm` bytes
+    /// prepared for writes as [`Segment::prefault`] prepares them. A later `open_segment` of
+    /// the same path and size then finds it ready instead of creating it (and faulting in its
+    /// first pages) on the caller's thread; one that comes while the preparation runs waits
+    /// for it. Returns at once. A failure is dropped: the later `open_segment` meets it again
+    /// and reports it. Removing the path (or a directory above it) discards the preparation.
+    /// The file may exist from the moment of the call; as any creation, it is durable only
+    /// after a later durable point. Advisory, and free to do nothing (the default).
+    fn prepare_segment(&self, path: &str, size: u64, warm: u64) {
+        let _ = (path, size, warm);
+    }
+
     /// Lists a directory, sorted by name. A missing directory lists as empty.
     fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>>;
 

@@ -770,6 +770,14 @@ impl Disk for SimDisk {
         }))
     }
 
+    /// Creates the segment at once (the simulated disk has no latency to hide), so every
+    /// crash after the call may find the extra, zero-filled segment, or lose it if no durable
+    /// point followed. A failure (a full disk, a bad path) is dropped, as the contract says.
+    fn prepare_segment(&self, path: &str, size: u64, warm: u64) {
+        let _ = warm;
+        let _ = self.open_segment(path, size);
+    }
+
     fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
         let dir = normalize_path(dir)?;
         let state = self.inner.lock();

@@ -19,6 +19,7 @@ pub const CHECKS: &[&str] = &[
     "segment_handles_on_one_path_share_contents",
     "segment_rejects_out_of_bounds_access",
     "segment_syncs_ranges",
+    "prepared_segment_opens_as_created_and_removal_discards_it",
     "list_dir_is_sorted_and_missing_dir_is_empty",
     "create_dir_all_is_idempotent",
     "remove_of_missing_paths_is_ok",
@@ -171,6 +172,53 @@ pub async fn segment_syncs_ranges(disk: &dyn Disk) {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     let bytes = segment.read(2 * PAGE_SIZE + 7, 5000).expect("read");
     assert!(bytes.iter().all(|&b| b == 2));
+}
+
+/// A prepared segment opens (at once, or once its preparation ends) zero-filled at its size
+/// and shares contents with later handles; a prepared segment already on disk at another size
+/// is left alone; a bad path prepares nothing; removing a prepared path, or a directory above
+/// it, leaves nothing behind.
+pub async fn prepared_segment_opens_as_created_and_removal_discards_it(disk: &dyn Disk) {
+    let size = 2 * PAGE_SIZE;
+    let path = "store/commitlog/00000000000000008192";
+    disk.prepare_segment(path, size, PAGE_SIZE);
+    let segment = disk.open_segment(path, size).expect("open prepared");
+    assert_eq!((segment.path(), segment.size()), (path, size));
+    let mut buf = vec![0xAAu8; size as usize];
+    segment.read_at(0, &mut buf).expect("read prepared");
+    assert!(buf.iter().all(|&b| b == 0), "a prepared segment is zero-filled");
+    segment.write_at(10, b"abc").expect("write");
+    let again = disk.open_segment(path, size).expect("reopen");
+    let mut three = [0u8; 3];
+    again.read_at(10, &mut three).expect("read");
+    assert_eq!(&three, b"abc", "handles of a prepared segment share contents");
+
+    disk.prepare_segment(path, 4 * PAGE_SIZE, PAGE_SIZE);
+    let kept = disk
+        .open_segment(path, size)
+        .expect("reopen at the size on disk");
+    kept.read_at(10, &mut three).expect("read");
+    assert_eq!(&three, b"abc", "preparing an existing segment changes nothing");
+
+    disk.prepare_segment("../outside", size, PAGE_SIZE);
+    disk.prepare_segment("store/commitlog/00000000000000016384", size, PAGE_SIZE);
+    disk.remove_file("store/commitlog/00000000000000016384")
+        .expect("remove prepared");
+    disk.prepare_segment("store/cq/T/0/00000000000000000000", size, PAGE_SIZE);
+    disk.remove_dir_all("store/cq").expect("remove prepared dir");
+    disk.sync_dir("store").await.expect("sync");
+    let names: Vec<String> = disk
+        .list_dir("store/commitlog")
+        .expect("list")
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["00000000000000008192"],
+        "removed preparations stay removed"
+    );
+    assert!(!disk.exists("store/cq").expect("exists"));
 }
 
 /// Listings are sorted by name, flag directories, and a missing directory lists as empty.
@@ -426,6 +474,7 @@ macro_rules! disk_conformance_tests {
             segment_handles_on_one_path_share_contents,
             segment_rejects_out_of_bounds_access,
             segment_syncs_ranges,
+            prepared_segment_opens_as_created_and_removal_discards_it,
             list_dir_is_sorted_and_missing_dir_is_empty,
             create_dir_all_is_idempotent,
             remove_of_missing_paths_is_ok,

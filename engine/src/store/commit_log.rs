@@ -10,6 +10,10 @@
 //! A record never straddles two segments: when it does not fit (with 8 spare bytes), the
 //! segment's tail is filled with a BLANK record and the record goes to the next segment.
 //!
+//! Creating a segment asks the disk to prepare the next one off the appender's thread (Java's
+//! `AllocateMappedFileService`), so a roll takes a ready file with its first pages in
+//! memory. That file is on disk from then on; recovery cuts it when no record reached it.
+//!
 //! A failed sync fences the commit log: the durable contents are unknown, so it refuses
 //! further appends and fails every waiter instead of retrying and carrying on.
 //!
@@ -183,7 +187,8 @@ impl CommitLog {
         clock: SharedClock,
     ) -> Self {
         Self {
-            queue: MappedFileQueue::new(disk, join(store_root, "commitlog"), file_size),
+            queue: MappedFileQueue::new(disk, join(store_root, "commitlog"), file_size)
+                .prepare_next_segment(),
             lock_timer: LockTimer::new(clock.instant()),
             clock,
             state: Mutex::new(AppendStateBox(AppendState {

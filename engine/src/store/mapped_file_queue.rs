@@ -226,6 +226,9 @@ pub struct MappedFileQueue {
     /// Whether a segment created for appends is random-access until the next one replaces
     /// it; see [`random_access_while_appended`](Self::random_access_while_appended).
     random_while_appended: bool,
+    /// Whether creating a segment asks the disk to prepare the one after it; see
+    /// [`prepare_next_segment`](Self::prepare_next_segment).
+    prepare_next: bool,
 }
 
 impl MappedFileQueue {
@@ -239,6 +242,7 @@ impl MappedFileQueue {
             file_size,
             files: RwLock::new(Vec::new()),
             random_while_appended: false,
+            prepare_next: false,
         }
     }
 
@@ -251,6 +255,17 @@ impl MappedFileQueue {
     /// brings.
     pub fn random_access_while_appended(mut self) -> Self {
         self.random_while_appended = true;
+        self
+    }
+
+    /// Makes each segment this queue creates ask the disk to prepare the next one
+    /// ([`Disk::prepare_segment`](crate::disk::Disk::prepare_segment)), its first
+    /// [`PREFAULT_CHUNK`] ready for writes, so that the roll to it takes a ready segment
+    /// instead of creating it and faulting in its first pages under the appender. For the
+    /// commit log, whose rolls happen inside a send. As in Java's `AllocateMappedFileService`,
+    /// the next segment's file exists from then on; recovery cuts it when nothing reached it.
+    pub fn prepare_next_segment(mut self) -> Self {
+        self.prepare_next = true;
         self
     }
 
@@ -339,6 +354,11 @@ impl MappedFileQueue {
         }
         let file = Arc::new(MappedFile::new(create_offset, segment, self.file_size));
         files.push(file.clone());
+        if self.prepare_next {
+            let next = join(&self.dir, &segment_name(create_offset + self.file_size));
+            self.disk
+                .prepare_segment(&next, self.file_size, PREFAULT_CHUNK);
+        }
         Ok(file)
     }
 
@@ -592,6 +612,22 @@ mod tests {
         first.append(&[1u8; 4096], 1).unwrap();
         let second = queue.last_mapped_file_or_create(0).unwrap();
         [first.path(), second.path()].map(|path| disk.is_random_access(path))
+    }
+
+    #[test]
+    fn a_queue_preparing_the_next_segment_asks_for_it_at_each_creation() {
+        let (disk, shared) = MemoryDisk::shared();
+        let queue = MappedFileQueue::new(shared, "commitlog", 4096).prepare_next_segment();
+        let first = queue.last_mapped_file_or_create(0).unwrap();
+        first.append(&[1u8; 4096], 1).unwrap();
+        queue.last_mapped_file_or_create(0).unwrap();
+        let next = |offset: u64| (format!("commitlog/{offset:020}"), 4096, PREFAULT_CHUNK);
+        assert_eq!(disk.prepare_requests(), [next(4096), next(8192)]);
+
+        let (disk, shared) = MemoryDisk::shared();
+        let plain = MappedFileQueue::new(shared, "consumequeue/T/0", 4096);
+        plain.last_mapped_file_or_create(0).unwrap();
+        assert_eq!(disk.prepare_requests(), []);
     }
 
     #[test]

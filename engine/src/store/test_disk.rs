@@ -35,6 +35,8 @@ struct State {
     /// Every directory except the root.
     dirs: BTreeSet<String>,
     files: BTreeMap<String, File>,
+    /// Every [`Disk::prepare_segment`] call: path, size, warm bytes.
+    prepare_requests: Vec<(String, u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,11 @@ impl MemoryDisk {
             Some(File::Segment(segment)) => segment.random_access.load(Ordering::Acquire),
             _ => false,
         }
+    }
+
+    /// Every [`Disk::prepare_segment`] call so far, in order: path, size, warm bytes.
+    pub(crate) fn prepare_requests(&self) -> Vec<(String, u64, u64)> {
+        self.lock().prepare_requests.clone()
     }
 
     /// The paths of every file, sorted.
@@ -150,6 +157,14 @@ impl Disk for MemoryDisk {
                 Ok(segment)
             }
         }
+    }
+
+    /// Records the request and creates nothing: the queue tests check who asks, and the
+    /// creation itself is the simulated and production disks' (with the crash model).
+    fn prepare_segment(&self, path: &str, size: u64, warm: u64) {
+        self.lock()
+            .prepare_requests
+            .push((normalize(path), size, warm));
     }
 
     fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
