@@ -39,10 +39,10 @@
 // argument.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::ops::Range;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -232,9 +232,7 @@ impl MmapDisk {
         if warm > 0 {
             // `min(size)`, and `size` fits in `usize` (checked at open). Advisory, as in
             // `prefault`: a refusal leaves the pages to the first writes.
-            let _ = segment
-                .inner
-                .populate_for_write(0, warm.min(size) as usize);
+            let _ = segment.inner.populate_for_write(0, warm.min(size) as usize);
         }
         #[cfg(not(target_os = "linux"))]
         let _ = warm;
@@ -756,7 +754,10 @@ mod tests {
             warm / PAGE_SIZE as usize,
             "the first pages are in memory before any write"
         );
-        assert!(disk.take_prepared("commitlog/prepared").is_none(), "taken once");
+        assert!(
+            disk.take_prepared("commitlog/prepared").is_none(),
+            "taken once"
+        );
         assert!(disk.lock_preparations().is_empty());
     }
 

@@ -186,26 +186,36 @@ pub async fn prepared_segment_opens_as_created_and_removal_discards_it(disk: &dy
     assert_eq!((segment.path(), segment.size()), (path, size));
     let mut buf = vec![0xAAu8; size as usize];
     segment.read_at(0, &mut buf).expect("read prepared");
-    assert!(buf.iter().all(|&b| b == 0), "a prepared segment is zero-filled");
+    assert!(
+        buf.iter().all(|&b| b == 0),
+        "a prepared segment is zero-filled"
+    );
     segment.write_at(10, b"abc").expect("write");
     let again = disk.open_segment(path, size).expect("reopen");
     let mut three = [0u8; 3];
     again.read_at(10, &mut three).expect("read");
-    assert_eq!(&three, b"abc", "handles of a prepared segment share contents");
+    assert_eq!(
+        &three, b"abc",
+        "handles of a prepared segment share contents"
+    );
 
     disk.prepare_segment(path, 4 * PAGE_SIZE, PAGE_SIZE);
     let kept = disk
         .open_segment(path, size)
         .expect("reopen at the size on disk");
     kept.read_at(10, &mut three).expect("read");
-    assert_eq!(&three, b"abc", "preparing an existing segment changes nothing");
+    assert_eq!(
+        &three, b"abc",
+        "preparing an existing segment changes nothing"
+    );
 
     disk.prepare_segment("../outside", size, PAGE_SIZE);
     disk.prepare_segment("store/commitlog/00000000000000016384", size, PAGE_SIZE);
     disk.remove_file("store/commitlog/00000000000000016384")
         .expect("remove prepared");
     disk.prepare_segment("store/cq/T/0/00000000000000000000", size, PAGE_SIZE);
-    disk.remove_dir_all("store/cq").expect("remove prepared dir");
+    disk.remove_dir_all("store/cq")
+        .expect("remove prepared dir");
     disk.sync_dir("store").await.expect("sync");
     let names: Vec<String> = disk
         .list_dir("store/commitlog")

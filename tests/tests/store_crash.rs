@@ -299,7 +299,11 @@ async fn a_prepared_segment_left_by_a_crash_is_cut_and_the_log_rolls_on() {
         .unwrap();
     let result = store.put_message(message("TopicA", 0, body(0), "k")).await;
     assert_eq!(result.status, PutMessageStatus::PutOk);
-    assert_eq!(segments(), [name(0), name(1)], "the next segment is prepared");
+    assert_eq!(
+        segments(),
+        [name(0), name(1)],
+        "the next segment is prepared"
+    );
     store.dispatch_pending().await;
     drop(store);
     disk.crash(CrashKind::Process, &Rng::from_seed(7));
