@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use crate::clock::SharedClock;
 use crate::disk::{Segment, SharedDisk, join};
 use crate::store::config::MessageStoreConfig;
+use crate::store::mapped_file_queue::{PREFAULT_CHUNK, prefault_ahead};
 
 /// Size of the file header.
 pub const INDEX_HEADER_SIZE: usize = 40;
@@ -352,6 +353,11 @@ impl IndexFile {
         }
         let segment = disk.open_segment(path, size).map_err(io_error(path))?;
         segment.set_random_access(true);
+        // With random access every first write of a page faults on the writer's thread: have
+        // the header, the slots and the chunk after the first entry's prepared off it.
+        // `put_key` keeps the entries, written in order, a chunk ahead from there.
+        let entries_start = INDEX_HEADER_SIZE as u64 + u64::from(hash_slot_num) * HASH_SLOT_SIZE;
+        segment.prefault(0..((entries_start / PREFAULT_CHUNK + 2) * PREFAULT_CHUNK).min(size));
         let mut header = IndexHeader::default();
         if end_phy_offset > 0 {
             header.begin_phy_offset = end_phy_offset;
@@ -506,9 +512,15 @@ impl IndexFile {
         );
         entry[16..20].copy_from_slice(&slot_value.to_be_bytes());
         // Entry, then slot, then header: a reader never reaches an incomplete entry.
+        let entry_position = self.entry_position(index);
         self.segment
-            .write_at(self.entry_position(index), &entry)
+            .write_at(entry_position, &entry)
             .map_err(io_error(&self.path))?;
+        prefault_ahead(
+            &*self.segment,
+            entry_position,
+            entry_position + INDEX_ENTRY_SIZE,
+        );
         self.segment
             .write_at(slot_position, &index.to_be_bytes())
             .map_err(io_error(&self.path))?;

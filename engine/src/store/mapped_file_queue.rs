@@ -27,6 +27,19 @@ pub fn segment_name(offset: u64) -> String {
 /// [`Segment::prefault`]): each append that enters a new chunk asks for the next one.
 pub const PREFAULT_CHUNK: u64 = 4 * 1024 * 1024;
 
+/// After a sequential write of `start..end` into `segment`: when it began the segment or
+/// entered a new [`PREFAULT_CHUNK`], asks for the chunk after `end`'s to be prepared, so
+/// sequential writes stay a chunk ahead of page faults.
+pub(crate) fn prefault_ahead(segment: &dyn Segment, start: u64, end: u64) {
+    let chunk = end / PREFAULT_CHUNK;
+    if start == 0 || start / PREFAULT_CHUNK != chunk {
+        let ahead = (chunk + 1) * PREFAULT_CHUNK;
+        if ahead < segment.size() {
+            segment.prefault(ahead..(ahead + PREFAULT_CHUNK).min(segment.size()));
+        }
+    }
+}
+
 /// One segment of a [`MappedFileQueue`].
 #[derive(Debug)]
 pub struct MappedFile {
@@ -101,26 +114,13 @@ impl MappedFile {
             ));
         }
         self.segment.write_at(position, data)?;
-        self.prefault_ahead(position, end);
+        prefault_ahead(&*self.segment, position, end);
         if store_timestamp > 0 {
             self.last_store_timestamp
                 .store(store_timestamp, Ordering::Release);
         }
         self.wrote_position.store(end, Ordering::Release);
         Ok(())
-    }
-
-    /// After a write of `start..end`: when it began the segment or entered a new chunk, asks
-    /// for the chunk after `end`'s to be prepared, so appends stay a chunk ahead of faults.
-    fn prefault_ahead(&self, start: u64, end: u64) {
-        let chunk = end / PREFAULT_CHUNK;
-        if start == 0 || start / PREFAULT_CHUNK != chunk {
-            let ahead = (chunk + 1) * PREFAULT_CHUNK;
-            if ahead < self.file_size {
-                self.segment
-                    .prefault(ahead..(ahead + PREFAULT_CHUNK).min(self.file_size));
-            }
-        }
     }
 
     /// Writes `header` at the write position and marks the segment full: the end-of-segment

@@ -72,6 +72,19 @@ impl MemoryDisk {
         self.lock().prepare_requests.clone()
     }
 
+    /// Every [`Segment::prefault`] request made to the segment at `path`, in order (none for
+    /// any other file).
+    pub(crate) fn prefault_requests(&self, path: &str) -> Vec<Range<u64>> {
+        match self.lock().files.get(path) {
+            Some(File::Segment(segment)) => segment
+                .prefault_requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The paths of every file, sorted.
     pub(crate) fn file_paths(&self) -> Vec<String> {
         self.lock().files.keys().cloned().collect()
@@ -136,6 +149,7 @@ impl Disk for MemoryDisk {
                     size,
                     bytes: Mutex::new(contents.clone()),
                     random_access: AtomicBool::new(false),
+                    prefault_requests: Mutex::default(),
                 });
                 state.files.insert(path, File::Segment(segment.clone()));
                 Ok(segment)
@@ -152,6 +166,7 @@ impl Disk for MemoryDisk {
                     size,
                     bytes: Mutex::new(vec![0; size as usize]),
                     random_access: AtomicBool::new(false),
+                    prefault_requests: Mutex::default(),
                 });
                 state.files.insert(path, File::Segment(segment.clone()));
                 Ok(segment)
@@ -279,6 +294,8 @@ pub(crate) struct MemorySegment {
     bytes: Mutex<Vec<u8>>,
     /// The last [`Segment::set_random_access`] declaration.
     random_access: AtomicBool,
+    /// Every [`Segment::prefault`] request, in order.
+    prefault_requests: Mutex<Vec<Range<u64>>>,
 }
 
 impl MemorySegment {
@@ -309,6 +326,13 @@ impl Segment for MemorySegment {
 
     fn set_random_access(&self, random: bool) {
         self.random_access.store(random, Ordering::Release);
+    }
+
+    fn prefault(&self, range: Range<u64>) {
+        self.prefault_requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(range);
     }
 
     fn size(&self) -> u64 {

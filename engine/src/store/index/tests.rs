@@ -1163,3 +1163,29 @@ fn index_files_are_random_access_when_created_and_when_opened() {
     IndexFile::open(&disk, "store/index/f", 4, 8).unwrap();
     assert!(memory.is_random_access("store/index/f"));
 }
+
+#[test]
+fn a_new_index_file_prepares_its_slots_and_keeps_its_entries_a_chunk_ahead() {
+    let (memory, disk) = memory_disk();
+    // The slots end 2,264 bytes before the first chunk boundary: entry 113 (entries count
+    // from 1) is the first to reach past it.
+    let (slots, entries) = (1_048_000, 300_000);
+    let size = file_size(slots, entries).unwrap();
+    let file = IndexFile::create(&disk, "store/index/f", slots, entries, 0, 0).unwrap();
+    let chunk = PREFAULT_CHUNK;
+    assert_eq!(
+        memory.prefault_requests("store/index/f"),
+        [0..2 * chunk],
+        "the header, the slots and the first two chunks of entries"
+    );
+    for i in 1..=112 {
+        assert!(file.put_key(&format!("T#k{i}"), i, 1_000).unwrap());
+    }
+    assert_eq!(memory.prefault_requests("store/index/f").len(), 1);
+    assert!(file.put_key("T#k113", 113, 1_000).unwrap());
+    assert_eq!(
+        memory.prefault_requests("store/index/f"),
+        [0..2 * chunk, 2 * chunk..size],
+        "entering the second chunk asks for the third (the file's short last one)"
+    );
+}
