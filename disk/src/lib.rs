@@ -251,32 +251,34 @@ impl Disk for MmapDisk {
         }
     }
 
-    /// Creates the segment on tokio's blocking pool. Does nothing outside a runtime, under
-    /// madsim, for an invalid path, or when the path is already being prepared.
+    /// Creates the segment on tokio's blocking pool (inline under madsim, which has none).
+    /// Does nothing outside a runtime, for an invalid path, or when the path is already being
+    /// prepared.
     fn prepare_segment(&self, path: &str, size: u64, warm: u64) {
         #[cfg(not(madsim))]
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(rel) = normalize_path(path) else {
+            return;
+        };
+        let preparation = Arc::new(Preparation::default());
         {
-            let (Ok(rel), Ok(handle)) =
-                (normalize_path(path), tokio::runtime::Handle::try_current())
-            else {
+            let mut preparations = self.lock_preparations();
+            if preparations.contains_key(&rel) {
                 return;
-            };
-            let preparation = Arc::new(Preparation::default());
-            {
-                let mut preparations = self.lock_preparations();
-                if preparations.contains_key(&rel) {
-                    return;
-                }
-                preparations.insert(rel.clone(), Arc::clone(&preparation));
             }
-            let disk = self.clone();
-            drop(handle.spawn_blocking(move || {
-                let settle = SettleOnDrop(preparation);
-                let _ = settle.0.segment.set(disk.create_prepared(&rel, size, warm));
-            }));
+            preparations.insert(rel.clone(), Arc::clone(&preparation));
         }
+        let disk = self.clone();
+        let prepare = move || {
+            let settle = SettleOnDrop(preparation);
+            let _ = settle.0.segment.set(disk.create_prepared(&rel, size, warm));
+        };
+        #[cfg(not(madsim))]
+        drop(handle.spawn_blocking(prepare));
         #[cfg(madsim)]
-        let _ = (path, size, warm);
+        prepare();
     }
 
     fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
@@ -424,7 +426,6 @@ impl SegmentInner {
     /// Allocates and maps writable the pages of `start..start + len` (within the mapping),
     /// leaving their bytes as they are.
     #[cfg(target_os = "linux")]
-    #[cfg_attr(madsim, allow(dead_code, reason = "the simulation never prefaults"))]
     fn populate_for_write(&self, start: usize, len: usize) -> io::Result<()> {
         self.map
             .advise_range(memmap2::Advice::PopulateWrite, start, len)
@@ -762,6 +763,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(madsim))]
     fn preparing_outside_a_runtime_does_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let disk = MmapDisk::open(dir.path()).unwrap();
