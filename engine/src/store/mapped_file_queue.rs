@@ -250,10 +250,9 @@ impl MappedFileQueue {
     /// while it is the one appended to, and sequential again once full. For small records
     /// that arrive in many queues at once (consume-queue units): every queue of a topic
     /// rolls within the same milliseconds, and without this each first write into a new
-    /// segment zero-fills the read-ahead window around it inline, megabytes per queue. The
-    /// first chunk of each such segment is prefaulted when it is created, since its pages no
-    /// longer come in with a fault's read-around. Not for the commit log, whose bulk writes
-    /// are cheaper in the large pages read-ahead brings.
+    /// segment zero-fills the read-ahead window around it inline, megabytes per queue. Not
+    /// for the commit log, whose bulk writes are cheaper in the large pages read-ahead
+    /// brings.
     pub fn random_access_while_appended(mut self) -> Self {
         self.random_while_appended = true;
         self
@@ -349,9 +348,6 @@ impl MappedFileQueue {
         let segment = self.disk.open_segment(&path, self.file_size)?;
         if self.random_while_appended {
             segment.set_random_access(true);
-            // Without read-around each first write of a page faults on the appender's thread:
-            // have the first chunk prepared off it (appends ask for the chunks after).
-            segment.prefault(0..PREFAULT_CHUNK.min(self.file_size));
             if let Some(full) = files.last() {
                 full.segment.set_random_access(false);
             }
@@ -608,25 +604,6 @@ mod tests {
             "the first append asks for the second chunk, entering it asks for the (short) \
              last one, and entering the last asks for nothing past the end"
         );
-    }
-
-    #[test]
-    fn a_queue_random_while_appended_prefaults_the_first_chunk_of_each_new_segment() {
-        let (disk, shared) = MemoryDisk::shared();
-        let size = PREFAULT_CHUNK + 4096;
-        let queue =
-            MappedFileQueue::new(shared, "consumequeue/T/0", size).random_access_while_appended();
-        let file = queue.last_mapped_file_or_create(0).unwrap();
-        file.append(&[1u8; 20], 1).unwrap();
-        assert_eq!(
-            disk.prefault_requests(file.path()),
-            [0..PREFAULT_CHUNK, PREFAULT_CHUNK..size],
-            "the first chunk at creation, the next one at the first append"
-        );
-        let (disk, shared) = MemoryDisk::shared();
-        let plain = MappedFileQueue::new(shared, "commitlog", size);
-        let file = plain.last_mapped_file_or_create(0).unwrap();
-        assert_eq!(disk.prefault_requests(file.path()), []);
     }
 
     /// Creates two segments of 4 KiB in a queue and says which were left random-access.
