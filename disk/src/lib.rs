@@ -27,6 +27,7 @@
 //!   ahead of need; the `open_segment` that later asks for it takes that mapping, or waits for
 //!   the preparation if it is still running, so one path is never created twice at once. A
 //!   removal of the path discards the preparation first, so no preparation outlives the file.
+//!   Outside a runtime it does nothing, and the open creates the segment.
 //! - Blocking calls (`msync`, `fsync`, prefaulting) run on tokio's blocking pool so they never stall an
 //!   async worker; under `--cfg madsim` (and outside any runtime) they run inline.
 //!
@@ -74,7 +75,8 @@ struct Preparation {
 }
 
 /// Settles a [`Preparation`] as failed if it is dropped unsettled: a panic in the creating
-/// task, or a runtime shut down before the task ran, must not leave a waiter waiting forever.
+/// task, or a task dropped unrun by a runtime shutting down, must not leave a waiter waiting
+/// forever.
 struct SettleOnDrop(Arc<Preparation>);
 
 impl Drop for SettleOnDrop {
@@ -271,8 +273,10 @@ impl Disk for MmapDisk {
             preparations.insert(rel.clone(), Arc::clone(&preparation));
         }
         let disk = self.clone();
+        // Made before the task runs, so that a task dropped unrun settles it too.
+        let settle = SettleOnDrop(preparation);
         let prepare = move || {
-            let settle = SettleOnDrop(preparation);
+            let settle = settle;
             let _ = settle.0.segment.set(disk.create_prepared(&rel, size, warm));
         };
         #[cfg(not(madsim))]
@@ -760,6 +764,16 @@ mod tests {
             "taken once"
         );
         assert!(disk.lock_preparations().is_empty());
+    }
+
+    #[test]
+    fn a_preparation_dropped_unsettled_settles_as_failed() {
+        let preparation = Arc::new(Preparation::default());
+        drop(SettleOnDrop(Arc::clone(&preparation)));
+        assert!(
+            preparation.segment.wait().is_none(),
+            "a waiter is not left waiting"
+        );
     }
 
     #[test]
