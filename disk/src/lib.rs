@@ -27,7 +27,8 @@
 //!   ahead of need; the `open_segment` that later asks for it takes that mapping, or waits for
 //!   the preparation if it is still running, so one path is never created twice at once. A
 //!   removal of the path discards the preparation first, so no preparation outlives the file.
-//!   Outside a runtime it does nothing, and the open creates the segment.
+//!   Outside a runtime (in the tokio build) it does nothing, and the open creates the
+//!   segment; under madsim it runs inline.
 //! - Blocking calls (`msync`, `fsync`, prefaulting) run on tokio's blocking pool so they never stall an
 //!   async worker; under `--cfg madsim` (and outside any runtime) they run inline.
 //!
@@ -254,8 +255,8 @@ impl Disk for MmapDisk {
     }
 
     /// Creates the segment on tokio's blocking pool (inline under madsim, which has none).
-    /// Does nothing outside a runtime, for an invalid path, or when the path is already being
-    /// prepared.
+    /// Does nothing for an invalid path, for a path already being prepared, or, in the tokio
+    /// build, outside a runtime.
     fn prepare_segment(&self, path: &str, size: u64, warm: u64) {
         #[cfg(not(madsim))]
         let Ok(handle) = tokio::runtime::Handle::try_current() else {

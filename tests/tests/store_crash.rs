@@ -276,9 +276,9 @@ async fn stale_records_beyond_a_torn_record_never_reappear() {
     store.check_invariants();
 }
 
-/// Creating a commit-log segment prepares the next one, so a crash can leave a zero-filled
-/// segment that no record reached: recovery cuts it, and the log later rolls into a new one
-/// at the same place, with nothing lost either side of the roll.
+/// Creating a commit-log segment prepares the next one, so a crash can leave a segment that no
+/// record reached: recovery cuts it with whatever it held and prepares it afresh, and the log
+/// later rolls into it with nothing lost either side of the roll.
 #[tokio::test]
 async fn a_prepared_segment_left_by_a_crash_is_cut_and_the_log_rolls_on() {
     let disk = SimDisk::new();
@@ -293,6 +293,17 @@ async fn a_prepared_segment_left_by_a_crash_is_cut_and_the_log_rolls_on() {
     };
     let name = |index: u64| format!("{:020}", index * segment_size);
     let body = |i: usize| Bytes::from(format!("prepared-{i}-{}", "z".repeat(3000)));
+    // The first bytes of segment 1, after writing `fill` over them.
+    let head_of_second = |fill: Option<u8>| {
+        let segment = disk
+            .shared()
+            .open_segment(&format!("store/commitlog/{}", name(1)), segment_size)
+            .unwrap();
+        if let Some(byte) = fill {
+            segment.write_at(0, &[byte; 64]).unwrap();
+        }
+        segment.read(0, 64).unwrap()
+    };
 
     let store = MessageStore::open(env(&disk, 7), config(), 1 << 30)
         .await
@@ -306,12 +317,22 @@ async fn a_prepared_segment_left_by_a_crash_is_cut_and_the_log_rolls_on() {
     );
     store.dispatch_pending().await;
     drop(store);
+    // Debris in the unreached segment, as an earlier failure might leave.
+    head_of_second(Some(0xEE));
     disk.crash(CrashKind::Process, &Rng::from_seed(7));
 
     let store = MessageStore::open(env(&disk, 7), config(), 1 << 30)
         .await
         .unwrap();
-    assert_eq!(segments(), [name(0)], "recovery cut the unreached segment");
+    assert_eq!(
+        segments(),
+        [name(0), name(1)],
+        "recovery prepared the next segment again"
+    );
+    assert!(
+        head_of_second(None).iter().all(|&b| b == 0),
+        "recovery cut the unreached segment with its debris"
+    );
     let mut bodies = vec![body(0)];
     for i in 1..12 {
         let result = store.put_message(message("TopicA", 0, body(i), "k")).await;
@@ -332,6 +353,6 @@ async fn a_prepared_segment_left_by_a_crash_is_cut_and_the_log_rolls_on() {
         .unwrap();
     assert!(store.last_exit_ok());
     assert_eq!(read_queue(&store, "TopicA", 0), bodies);
-    assert_eq!(segments(), [name(0), name(1)]);
+    assert_eq!(segments(), [name(0), name(1), name(2)]);
     store.check_invariants();
 }

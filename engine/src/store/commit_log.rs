@@ -12,7 +12,8 @@
 //!
 //! Creating a segment asks the disk to prepare the next one off the appender's thread (Java's
 //! `AllocateMappedFileService`), so a roll takes a ready file with its first pages in
-//! memory. That file is on disk from then on; recovery cuts it when no record reached it.
+//! memory. That file is on disk from then on; recovery cuts it when no record reached it, and
+//! prepares the next segment afresh.
 //!
 //! A failed sync fences the commit log: the durable contents are unknown, so it refuses
 //! further appends and fails every waiter instead of retrying and carrying on.
@@ -585,9 +586,11 @@ impl CommitLog {
     }
 
     /// Sets the end of the commit log after recovery: later bytes are cut (zeroed when
-    /// `zero_tail`, after an abnormal exit) and the durable end is `end`.
+    /// `zero_tail`, after an abnormal exit) and the durable end is `end`. The segment after
+    /// the newest is then prepared afresh (a prepared one found on disk was cut with the rest).
     pub async fn truncate_to(&self, end: u64, zero_tail: bool) -> io::Result<()> {
         self.queue.truncate_dirty_files(end, zero_tail).await?;
+        self.queue.prepare_after_last();
         let end = end.max(self.queue.min_offset());
         self.flushed.set(end);
         self.written.set(end);

@@ -354,12 +354,26 @@ impl MappedFileQueue {
         }
         let file = Arc::new(MappedFile::new(create_offset, segment, self.file_size));
         files.push(file.clone());
+        self.prepare_successor_of(create_offset);
+        Ok(file)
+    }
+
+    /// Asks the disk to prepare the segment after the newest one, for a queue made with
+    /// [`prepare_next_segment`](Self::prepare_next_segment) (nothing otherwise, or when there
+    /// is no segment). Recovery calls it once it has cut the queue, so that the first roll
+    /// after a restart finds its segment ready too.
+    pub fn prepare_after_last(&self) {
+        if let Some(last) = self.last_mapped_file() {
+            self.prepare_successor_of(last.file_from_offset);
+        }
+    }
+
+    fn prepare_successor_of(&self, offset: u64) {
         if self.prepare_next {
-            let next = join(&self.dir, &segment_name(create_offset + self.file_size));
+            let next = join(&self.dir, &segment_name(offset + self.file_size));
             self.disk
                 .prepare_segment(&next, self.file_size, PREFAULT_CHUNK);
         }
-        Ok(file)
     }
 
     /// The segment holding `offset`, if any.
@@ -623,10 +637,17 @@ mod tests {
         queue.last_mapped_file_or_create(0).unwrap();
         let next = |offset: u64| (format!("commitlog/{offset:020}"), 4096, PREFAULT_CHUNK);
         assert_eq!(disk.prepare_requests(), [next(4096), next(8192)]);
+        queue.prepare_after_last();
+        assert_eq!(
+            disk.prepare_requests().last(),
+            Some(&next(8192)),
+            "after recovery, the segment after the newest"
+        );
 
         let (disk, shared) = MemoryDisk::shared();
         let plain = MappedFileQueue::new(shared, "consumequeue/T/0", 4096);
         plain.last_mapped_file_or_create(0).unwrap();
+        plain.prepare_after_last();
         assert_eq!(disk.prepare_requests(), []);
     }
 
