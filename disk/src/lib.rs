@@ -767,6 +767,23 @@ mod tests {
         assert!(disk.lock_preparations().is_empty());
     }
 
+    #[tokio::test]
+    async fn removing_a_prepared_path_discards_its_preparation_before_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        disk.prepare_segment("commitlog/00000000000000000000", 1 << 20, 4096);
+        disk.prepare_segment("cq/T/0/00000000000000000000", 1 << 20, 4096);
+        disk.prepare_segment("cq/T/1/00000000000000000000", 1 << 20, 4096);
+        disk.remove_file("commitlog/00000000000000000000").unwrap();
+        disk.remove_dir_all("cq/T").unwrap();
+        assert!(
+            disk.lock_preparations().is_empty(),
+            "no preparation outlives its removal"
+        );
+        assert!(!dir.path().join("commitlog/00000000000000000000").exists());
+        assert!(!dir.path().join("cq/T").exists());
+    }
+
     #[test]
     fn a_preparation_dropped_unsettled_settles_as_failed() {
         let preparation = Arc::new(Preparation::default());
