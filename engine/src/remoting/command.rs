@@ -44,10 +44,52 @@ impl ExtFields {
             .binary_search_by(|(k, _)| compare_short(k.as_bytes(), key.as_bytes()))
     }
 
+    /// [`position`](Self::position), trying `hint` first: where `key` is, or would be
+    /// inserted, when that is `hint`, found with at most two comparisons.
+    fn position_near(&self, key: &str, hint: usize) -> Result<usize, usize> {
+        let fields = &self.0;
+        let wanted = key.as_bytes();
+        let after_previous = |hint: usize| {
+            hint == 0 || compare_short(fields[hint - 1].0.as_bytes(), wanted) == Ordering::Less
+        };
+        if hint <= fields.len() && after_previous(hint) {
+            match fields
+                .get(hint)
+                .map(|(k, _)| compare_short(wanted, k.as_bytes()))
+            {
+                None | Some(Ordering::Less) => return Err(hint),
+                Some(Ordering::Equal) => return Ok(hint),
+                Some(Ordering::Greater) => {}
+            }
+        }
+        self.position(key)
+    }
+
+    /// Makes room for `additional` more fields.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
         let index = self.position(key).ok()?;
         Some(self.0[index].1.as_str())
+    }
+
+    /// The value of `key`, looked up from `cursor` (the place after the key read last) and
+    /// moving it past `key`'s place: reading keys in the order they sort takes one or two
+    /// comparisons each, any other order a binary search.
+    pub(crate) fn get_from(&self, key: &str, cursor: &mut usize) -> Option<&str> {
+        match self.position_near(key, *cursor) {
+            Ok(index) => {
+                *cursor = index + 1;
+                Some(self.0[index].1.as_str())
+            }
+            Err(index) => {
+                *cursor = index;
+                None
+            }
+        }
     }
 
     /// Sets `key` to `value`, replacing any earlier value.
@@ -288,6 +330,48 @@ mod tests {
         assert!(!response.is_oneway());
         assert_eq!(response.version, CURRENT_VERSION);
         assert_eq!(response.remark.as_deref(), Some("busy"));
+    }
+
+    proptest::proptest! {
+        /// Reading keys one after another from a cursor finds what a lookup of each finds, in
+        /// any order, present or not.
+        #[test]
+        fn reading_from_a_cursor_finds_what_a_lookup_finds(
+            fields in proptest::collection::btree_map("[a-dA-D_]{0,3}", "[a-z]{0,3}", 0..12),
+            keys in proptest::collection::vec("[a-dA-D_]{0,3}", 0..16),
+            sorted_first in proptest::bool::ANY,
+        ) {
+            let ext: ExtFields = fields.iter().collect();
+            let mut keys = keys;
+            if sorted_first {
+                keys.sort();
+            }
+            let mut cursor = 0;
+            for key in &keys {
+                proptest::prop_assert_eq!(ext.get_from(key, &mut cursor), ext.get(key));
+                proptest::prop_assert!(cursor <= ext.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_cursor_reads_keys_in_order_and_out_of_order() {
+        let ext: ExtFields = [("a", "1"), ("c", "3"), ("e", "5")].into_iter().collect();
+        let mut cursor = 0;
+        let in_order: Vec<_> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|key| ext.get_from(key, &mut cursor))
+            .collect();
+        assert_eq!(
+            in_order,
+            [Some("1"), None, Some("3"), None, Some("5"), None]
+        );
+        assert_eq!(cursor, 3);
+        let reversed: Vec<_> = ["e", "c", "a"]
+            .iter()
+            .map(|key| ext.get_from(key, &mut cursor))
+            .collect();
+        assert_eq!(reversed, [Some("5"), Some("3"), Some("1")]);
     }
 
     #[test]

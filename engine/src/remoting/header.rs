@@ -62,10 +62,33 @@ impl CommandHeader for () {
     fn encode(&self, _: &mut ExtFields) {}
 }
 
+/// Reads one header's fields out of `extFields`, one key after another.
+///
+/// `extFields` is sorted by key, and most headers declare their fields in key order (the
+/// one-letter keys of SEND_MESSAGE_V2, for one), so each lookup starts where the last one
+/// ended: a header is read in one pass instead of a binary search per field. Any other
+/// order reads the same values.
+pub struct FieldReader<'a> {
+    fields: &'a ExtFields,
+    cursor: usize,
+}
+
+impl<'a> FieldReader<'a> {
+    /// A reader at the start of `fields`.
+    pub fn new(fields: &'a ExtFields) -> Self {
+        Self { fields, cursor: 0 }
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&mut self, key: &str) -> Option<&'a str> {
+        self.fields.get_from(key, &mut self.cursor)
+    }
+}
+
 /// A header field type: how one value is read from and written to `extFields`.
 pub trait HeaderField: Sized {
-    /// Reads the field `key` from `fields`.
-    fn read(fields: &ExtFields, key: &'static str) -> Result<Self, HeaderError>;
+    /// Reads the field `key` through `reader`.
+    fn read(reader: &mut FieldReader<'_>, key: &'static str) -> Result<Self, HeaderError>;
     /// Writes the field under `key` (nothing for an absent optional).
     fn write(&self, fields: &mut ExtFields, key: &'static str);
 }
@@ -124,8 +147,8 @@ macro_rules! integer_scalar {
 }
 integer_scalar!(i32, i64, u32, u64);
 
-fn present<'a, T: HeaderScalar>(fields: &'a ExtFields, key: &str) -> Option<&'a str> {
-    fields
+fn present<'a, T: HeaderScalar>(reader: &mut FieldReader<'a>, key: &str) -> Option<&'a str> {
+    reader
         .get(key)
         .filter(|value| T::EMPTY_IS_VALUE || !value.is_empty())
 }
@@ -138,8 +161,8 @@ fn parse_field<T: HeaderScalar>(key: &'static str, value: &str) -> Result<T, Hea
 }
 
 impl<T: HeaderScalar> HeaderField for Option<T> {
-    fn read(fields: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
-        present::<T>(fields, key)
+    fn read(reader: &mut FieldReader<'_>, key: &'static str) -> Result<Self, HeaderError> {
+        present::<T>(reader, key)
             .map(|value| parse_field(key, value))
             .transpose()
     }
@@ -153,8 +176,8 @@ impl<T: HeaderScalar> HeaderField for Option<T> {
 macro_rules! required_field {
     ($($ty:ty),*) => {$(
         impl HeaderField for $ty {
-            fn read(fields: &ExtFields, key: &'static str) -> Result<Self, HeaderError> {
-                match present::<$ty>(fields, key) {
+            fn read(reader: &mut FieldReader<'_>, key: &'static str) -> Result<Self, HeaderError> {
+                match present::<$ty>(reader, key) {
                     Some(value) => parse_field(key, value),
                     None => Err(HeaderError::Missing { field: key }),
                 }
@@ -187,12 +210,15 @@ macro_rules! command_header {
             fn decode(
                 fields: &$crate::remoting::command::ExtFields,
             ) -> ::std::result::Result<Self, $crate::remoting::header::HeaderError> {
+                #[allow(unused_mut, unused_variables)]
+                let mut reader = $crate::remoting::header::FieldReader::new(fields);
                 ::std::result::Result::Ok(Self {
-                    $( $field: <$ty as $crate::remoting::header::HeaderField>::read(fields, $key)?, )*
+                    $( $field: <$ty as $crate::remoting::header::HeaderField>::read(&mut reader, $key)?, )*
                 })
             }
 
             fn encode(&self, fields: &mut $crate::remoting::command::ExtFields) {
+                fields.reserve(<[&str]>::len(&[$($key),*]));
                 $( $crate::remoting::header::HeaderField::write(&self.$field, fields, $key); )*
             }
         }

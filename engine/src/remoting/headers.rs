@@ -376,7 +376,14 @@ crate::command_header! {
     ///
     /// The Java broker also adds `MSG_REGION` and `TRACE_ON` with `addExtField`; they are not
     /// fields of the Java class but are declared here so one struct describes the response.
+    /// The fields are declared in the order their keys sort, so every answer to a send is
+    /// read and written in one pass over `extFields`.
     pub struct SendMessageResponseHeader {
+        /// The broker's region id, `MessageConst.PROPERTY_MSG_REGION` (not in the Java class).
+        msg_region: Option<String> = "MSG_REGION",
+        /// Whether the broker allows message tracing, `MessageConst.PROPERTY_TRACE_SWITCH`
+        /// (not in the Java class); the client only reacts to `false`.
+        trace_on: Option<bool> = "TRACE_ON",
         /// The offset message id; comma-joined ids for a batch.
         msg_id: String = "msgId",
         /// The queue the message went to.
@@ -385,11 +392,6 @@ crate::command_header! {
         queue_offset: i64 = "queueOffset",
         /// The transaction id, for a transactional half message.
         transaction_id: Option<String> = "transactionId",
-        /// The broker's region id, `MessageConst.PROPERTY_MSG_REGION` (not in the Java class).
-        msg_region: Option<String> = "MSG_REGION",
-        /// Whether the broker allows message tracing, `MessageConst.PROPERTY_TRACE_SWITCH`
-        /// (not in the Java class); the client only reacts to `false`.
-        trace_on: Option<bool> = "TRACE_ON",
     }
 }
 

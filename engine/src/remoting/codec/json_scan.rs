@@ -176,10 +176,9 @@ impl<'a> Scanner<'a> {
             b't' => '\t',
             b'u' => {
                 let hex = self.json.get(self.pos..self.pos + 4)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                let code = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                let code = hex.iter().try_fold(0, |code, &digit| {
+                    Some(code << 4 | char::from(digit).to_digit(16)?)
+                })?;
                 self.pos += 4;
                 char::from_u32(code)?
             }
