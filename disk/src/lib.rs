@@ -48,6 +48,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytes::Bytes;
 use ferrocket_engine::disk::{
     DirEntry, Disk, DiskSpace, PAGE_SIZE, Segment, SharedDisk, normalize_path,
 };
@@ -507,6 +508,17 @@ impl Segment for MmapSegment {
             );
         }
         Ok(())
+    }
+
+    /// One copy out of the mapping, without first zero-filling a buffer as the default does:
+    /// the reput service reads every appended byte this way, and pulls every message.
+    fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let start = self.inner.checked_range(offset, len)?;
+        // SAFETY: as in `read_at`: `start + len <= size`, the mapping lives as long as
+        // `self.inner`, and no write to this range is concurrent. The slice lives only for
+        // the copy.
+        let mapped = unsafe { std::slice::from_raw_parts(self.inner.map.as_ptr().add(start), len) };
+        Ok(Bytes::copy_from_slice(mapped))
     }
 
     fn sync(&self, range: Range<u64>) -> BoxFuture<'static, io::Result<()>> {

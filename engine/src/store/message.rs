@@ -31,6 +31,7 @@
 //! `crc32(body) & 0x7FFFFFFF`, as RocketMQ's `UtilAll.crc32` computes it. The decoders never
 //! panic on any input, and never report a record larger than the buffer they were given.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -372,10 +373,19 @@ pub fn encode_properties<K: AsRef<str>, V: AsRef<str>>(properties: &BTreeMap<K, 
 /// Iterates the pairs of a properties string as Java's `string2messageProperties` reads them:
 /// empty segments and pairs with an empty key or value are skipped; the value runs from the
 /// first `\x01` to the next `\x02` (so it may itself hold `\x01`); a trailing `\x02` is fine.
+///
+/// Every send and every dispatch reads properties, so the separators are found with a vector
+/// byte search. Both are ASCII, so every index found is a character boundary.
 fn property_pairs(properties: &str) -> impl Iterator<Item = (&str, &str)> {
-    properties
-        .split(PROPERTY_SEPARATOR)
-        .filter_map(|segment| segment.split_once(NAME_VALUE_SEPARATOR))
+    let mut start = 0;
+    memchr::memchr_iter(PROPERTY_SEPARATOR as u8, properties.as_bytes())
+        .chain([properties.len()])
+        .filter_map(move |end| {
+            let segment = &properties[start..end];
+            start = end + 1;
+            let split = memchr::memchr(NAME_VALUE_SEPARATOR as u8, segment.as_bytes())?;
+            Some((&segment[..split], &segment[split + 1..]))
+        })
         .filter(|(key, value)| !key.is_empty() && !value.is_empty())
 }
 
@@ -1070,7 +1080,11 @@ pub fn check_record(buf: &[u8], check_crc: bool) -> RecordCheck {
     };
     // Dispatch needs four properties: one pass over them, without building the map (the last
     // of duplicates wins, as in the map).
-    let properties = String::from_utf8_lossy(view.properties);
+    // Valid UTF-8 is checked the fast way; only a broken record pays for the lossy decoding.
+    let properties = match std::str::from_utf8(view.properties) {
+        Ok(properties) => Cow::Borrowed(properties),
+        Err(_) => String::from_utf8_lossy(view.properties),
+    };
     let [mut tags, mut keys, mut uniq_key, mut delay] = [None; 4];
     for (name, value) in property_pairs(&properties) {
         let slot = match name {

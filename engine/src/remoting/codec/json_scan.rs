@@ -17,7 +17,9 @@ use super::super::command::{ExtFields, RemotingCommand};
 
 /// Decodes `json` if it has the common shape; `None` leaves it to the general decoder.
 pub(super) fn scan_header(json: &[u8]) -> Option<RemotingCommand> {
-    let mut scanner = Scanner { json, pos: 0 };
+    // Checked as UTF-8 once: every string below is a slice of it between ASCII delimiters.
+    let text = std::str::from_utf8(json).ok()?;
+    let mut scanner = Scanner { json, text, pos: 0 };
     // Absent fields read as the general decoder reads them: zero, and the default language.
     let mut command = RemotingCommand {
         version: 0,
@@ -85,6 +87,8 @@ fn no_controls(run: &[u8]) -> Option<&[u8]> {
 
 struct Scanner<'a> {
     json: &'a [u8],
+    /// `json` as text.
+    text: &'a str,
     pos: usize,
 }
 
@@ -136,27 +140,29 @@ impl<'a> Scanner<'a> {
     ///
     /// Most strings have no escape: one search finds the closing quote and the run is copied
     /// once. Property lists escape their separators (`\u0001`, `\u0002`), so an escaped
-    /// string is assembled as bytes and checked as UTF-8 once, at the end.
+    /// string is assembled run by run. The header was checked as UTF-8 as a whole, and runs
+    /// start and end at ASCII delimiters, so no run is checked again.
     fn string(&mut self) -> Option<CompactString> {
         self.expect(b'"')?;
         let rest = &self.json[self.pos..];
         let run = memchr::memchr2(b'"', b'\\', rest)?;
         if rest[run] == b'"' {
-            let text = std::str::from_utf8(no_controls(&rest[..run])?).ok()?;
+            no_controls(&rest[..run])?;
+            let text = self.text.get(self.pos..self.pos + run)?;
             self.pos += run + 1;
             return Some(CompactString::from(text));
         }
-        let mut bytes = Vec::with_capacity(rest.len().min(2 * run + 64));
+        let mut text = String::with_capacity(rest.len().min(2 * run + 64));
         let mut run = run;
         loop {
             let rest = &self.json[self.pos..];
-            bytes.extend_from_slice(no_controls(&rest[..run])?);
+            no_controls(&rest[..run])?;
+            text.push_str(self.text.get(self.pos..self.pos + run)?);
             self.pos += run + 1;
             if rest[run] == b'"' {
-                return String::from_utf8(bytes).ok().map(CompactString::from);
+                return Some(CompactString::from(text));
             }
-            let escaped = self.escape()?;
-            bytes.extend_from_slice(escaped.encode_utf8(&mut [0; 4]).as_bytes());
+            text.push(self.escape()?);
             run = memchr::memchr2(b'"', b'\\', &self.json[self.pos..])?;
         }
     }
@@ -205,10 +211,7 @@ impl<'a> Scanner<'a> {
         if !canonical || matches!(self.json.get(self.pos), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        std::str::from_utf8(&self.json[start..self.pos])
-            .ok()?
-            .parse()
-            .ok()
+        self.text.get(start..self.pos)?.parse().ok()
     }
 
     /// `extFields`: an object of string or null values (a null value is absent), or `null`.
