@@ -193,7 +193,7 @@ async fn every_client_api_call(cluster: &Cluster) {
         .send_message(
             &broker,
             "broker-a",
-            &send_header(
+            send_header(
                 topic,
                 0,
                 properties(&[("UNIQ_KEY", "U-sync"), ("TAGS", "TagA"), ("KEYS", "k1")]),
@@ -212,7 +212,7 @@ async fn every_client_api_call(cluster: &Cluster) {
 
     api.send_message_oneway(
         &broker,
-        &send_header(topic, 2, properties(&[("UNIQ_KEY", "U-oneway")])),
+        send_header(topic, 2, properties(&[("UNIQ_KEY", "U-oneway")])),
         Bytes::from_static(b"oneway"),
         TIMEOUT,
     )
@@ -231,7 +231,7 @@ async fn every_client_api_call(cluster: &Cluster) {
         .send_batch_message(
             &broker,
             "broker-a",
-            &send_header(topic, 1, String::new()),
+            send_header(topic, 1, String::new()),
             &items,
             TIMEOUT,
         )
@@ -583,7 +583,7 @@ async fn client_instance_lifecycle(cluster: &Cluster) {
         .send_message(
             &broker,
             "broker-a",
-            &send_header(topic, 3, properties(&[("UNIQ_KEY", "U-instance")])),
+            send_header(topic, 3, properties(&[("UNIQ_KEY", "U-instance")])),
             Bytes::from_static(b"via TBW102"),
             TIMEOUT,
         )

@@ -323,12 +323,12 @@ impl MqClientApi {
     /// SEND_MESSAGE_V2 (310) with the one-letter keys of `header`. `broker_name` names the
     /// broker group for the result's queue; `body` is sent as is (compressed by the caller if
     /// `header.sys_flag` says so); the result's `msg_id` is the `UNIQ_KEY` of
-    /// `header.properties`.
+    /// `header.properties`. The header is taken whole: it becomes the V2 header as it is.
     pub async fn send_message(
         &self,
         addr: &str,
         broker_name: &str,
-        header: &SendMessageRequestHeader,
+        header: SendMessageRequestHeader,
         body: Bytes,
         timeout: Duration,
     ) -> Result<SendResult, ClientError> {
@@ -337,23 +337,23 @@ impl MqClientApi {
             .as_deref()
             .and_then(|properties| find_property(properties, property_key::UNIQ_KEY))
             .map(str::to_owned);
-        let v2 = SendMessageRequestHeaderV2::from(header.clone());
+        let v2 = SendMessageRequestHeaderV2::from(header);
         let request = self
             .request(request_code::SEND_MESSAGE_V2, &v2)
             .with_body(body);
         let response = self.invoke(addr, request, timeout).await?;
-        process_send_response(addr, broker_name, &header.topic, uniq_key, &response)
+        process_send_response(addr, broker_name, &v2.topic, uniq_key, &response)
     }
 
     /// Sends one message oneway (SEND_MESSAGE_V2, no answer): `Ok` once it is written.
     pub async fn send_message_oneway(
         &self,
         addr: &str,
-        header: &SendMessageRequestHeader,
+        header: SendMessageRequestHeader,
         body: Bytes,
         timeout: Duration,
     ) -> Result<(), ClientError> {
-        let v2 = SendMessageRequestHeaderV2::from(header.clone());
+        let v2 = SendMessageRequestHeaderV2::from(header);
         let request = self
             .request(request_code::SEND_MESSAGE_V2, &v2)
             .with_body(body);
@@ -368,7 +368,7 @@ impl MqClientApi {
         &self,
         addr: &str,
         broker_name: &str,
-        header: &SendMessageRequestHeader,
+        header: SendMessageRequestHeader,
         items: &[BatchItem],
         timeout: Duration,
     ) -> Result<SendResult, ClientError> {
@@ -377,7 +377,7 @@ impl MqClientApi {
             .iter()
             .map(|item| find_property(&item.properties, property_key::UNIQ_KEY).unwrap_or(""))
             .collect();
-        let mut v2 = SendMessageRequestHeaderV2::from(header.clone());
+        let mut v2 = SendMessageRequestHeaderV2::from(header);
         v2.batch = Some(true);
         let request = self
             .request(request_code::SEND_BATCH_MESSAGE, &v2)
@@ -386,7 +386,7 @@ impl MqClientApi {
         process_send_response(
             addr,
             broker_name,
-            &header.topic,
+            &v2.topic,
             Some(uniq_keys.join(",")),
             &response,
         )

@@ -470,7 +470,6 @@ impl Outgoing {
     /// prepared when `TRAN_MSG` is `true`; for a retry topic, `RECONSUME_TIME` and
     /// `MAX_RECONSUME_TIMES` move from the properties to the header.
     pub(crate) fn single(message: &Message, compressor: &BodyCompressor) -> Self {
-        let mut properties = message.properties.clone();
         let mut sys_flag = 0;
         let body = match compressor.try_to_compress(&message.body) {
             Some(compressed) => {
@@ -486,18 +485,23 @@ impl Outgoing {
             sys_flag |= sys_flag::TRANSACTION_PREPARED_TYPE;
         }
         let (mut reconsume_times, mut max_reconsume_times) = (0, None);
-        if message.topic.starts_with(system_topic::RETRY_GROUP_PREFIX) {
+        // Only a retry topic's properties change on the way: the others are encoded as they are.
+        let properties = if message.topic.starts_with(system_topic::RETRY_GROUP_PREFIX) {
+            let mut properties = message.properties.clone();
             if let Some(value) = properties.remove(property_key::RECONSUME_TIME) {
                 reconsume_times = value.parse().unwrap_or(0);
             }
             if let Some(value) = properties.remove(property_key::MAX_RECONSUME_TIMES) {
                 max_reconsume_times = value.parse().ok();
             }
-        }
+            encode_properties(&properties)
+        } else {
+            encode_properties(&message.properties)
+        };
         Self {
             topic: message.topic.clone(),
             flag: message.flag,
-            properties: encode_properties(&properties),
+            properties,
             sys_flag,
             reconsume_times,
             max_reconsume_times,
@@ -1294,15 +1298,15 @@ impl ProducerCore {
         let api = instance.api();
         match (&outgoing.body, mode) {
             (OutgoingBody::Single(body), SendMode::Sync | SendMode::Async) => api
-                .send_message(&addr, &queue.broker_name, &header, body.clone(), remaining)
+                .send_message(&addr, &queue.broker_name, header, body.clone(), remaining)
                 .await
                 .map(Some),
             (OutgoingBody::Single(body), SendMode::Oneway) => api
-                .send_message_oneway(&addr, &header, body.clone(), remaining)
+                .send_message_oneway(&addr, header, body.clone(), remaining)
                 .await
                 .map(|()| None),
             (OutgoingBody::Batch(items), _) => api
-                .send_batch_message(&addr, &queue.broker_name, &header, items, remaining)
+                .send_batch_message(&addr, &queue.broker_name, header, items, remaining)
                 .await
                 .map(Some),
         }
