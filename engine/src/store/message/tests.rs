@@ -978,6 +978,21 @@ proptest! {
         }
     }
 
+    /// Any text, separators and multi-byte characters mixed, splits into the pairs that
+    /// the plain definition (split on `\x02`, then at the first `\x01`) gives: the byte
+    /// search neither panics nor cuts anywhere else.
+    #[test]
+    fn property_pairs_split_any_text_as_the_plain_definition(
+        text in "[a\u{1}\u{2}é😀]{0,24}",
+    ) {
+        let plain: Vec<(&str, &str)> = text
+            .split(PROPERTY_SEPARATOR)
+            .filter_map(|segment| segment.split_once(NAME_VALUE_SEPARATOR))
+            .filter(|(key, value)| !key.is_empty() && !value.is_empty())
+            .collect();
+        prop_assert_eq!(property_pairs(&text).collect::<Vec<_>>(), plain);
+    }
+
     #[test]
     fn batch_bodies_round_trip(
         items in prop::collection::vec(
