@@ -20,10 +20,12 @@ use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use compact_str::{CompactString, ToCompactString};
+use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 
 mod json_scan;
+mod json_text;
+mod json_write;
 
 use super::code::{LanguageCode, SerializeType};
 use super::command::{ExtFields, RemotingCommand};
@@ -109,7 +111,14 @@ pub fn encode(command: &RemotingCommand, out: &mut BytesMut) -> Result<(), Encod
     out.put_u32(0); // header length and type, patched below
     let header_start = out.len();
     let encoded = match command.serialize_type {
-        SerializeType::Json => encode_json_header(command, out),
+        SerializeType::Json => {
+            // Into a vector first: a vector grows with no per-write capacity check (a frame
+            // buffer takes each small write through `BufMut`), and one copy is cheaper.
+            let mut json = Vec::with_capacity(HEADER_ESTIMATE);
+            json_write::write_header(command, &mut json);
+            out.extend_from_slice(&json);
+            Ok(())
+        }
         SerializeType::RocketMq => encode_binary_header(command, out),
     };
     if let Err(error) = encoded {
@@ -194,41 +203,6 @@ pub fn decode_frame_payload(mut payload: Bytes) -> Result<RemotingCommand, Decod
 
 // ---------------------------------------------------------------------------------------------
 // JSON header
-
-/// The JSON header as Java writes it: fields in alphabetical order, nulls omitted.
-#[derive(Serialize)]
-struct JsonHeaderOut<'a> {
-    code: i32,
-    #[serde(rename = "extFields", skip_serializing_if = "ExtFields::is_empty")]
-    ext_fields: &'a ExtFields,
-    flag: i32,
-    language: &'static str,
-    opaque: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remark: Option<&'a str>,
-    #[serde(rename = "serializeTypeCurrentRPC")]
-    serialize_type: &'static str,
-    version: i32,
-}
-
-fn encode_json_header(command: &RemotingCommand, out: &mut BytesMut) -> Result<(), EncodeError> {
-    let header = JsonHeaderOut {
-        code: command.code,
-        ext_fields: &command.ext_fields,
-        flag: command.flag,
-        language: command.language.name(),
-        opaque: command.opaque,
-        remark: command.remark.as_deref(),
-        serialize_type: SerializeType::Json.name(),
-        version: command.version,
-    };
-    // Into a vector first: the serializer writes a vector with no per-write capacity check
-    // (a frame buffer takes every small write through `io::Write`), and one copy is cheaper.
-    let mut json = Vec::with_capacity(HEADER_ESTIMATE);
-    sonic_rs::to_writer(&mut json, &header).map_err(|e| EncodeError::Io(io::Error::other(e)))?;
-    out.extend_from_slice(&json);
-    Ok(())
-}
 
 /// The JSON header as any client may write it.
 #[derive(Deserialize)]

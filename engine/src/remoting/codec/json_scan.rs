@@ -14,6 +14,7 @@ use compact_str::CompactString;
 
 use super::super::code::LanguageCode;
 use super::super::command::{ExtFields, RemotingCommand};
+use super::json_text::find_escaped;
 
 /// Decodes `json` if it has the common shape; `None` leaves it to the general decoder.
 pub(super) fn scan_header(json: &[u8]) -> Option<RemotingCommand> {
@@ -79,12 +80,6 @@ fn once(seen: &mut bool) -> Option<()> {
     (!std::mem::replace(seen, true)).then_some(())
 }
 
-/// `run` if it has no control character (JSON requires them escaped), else `None`. Checks
-/// every byte without an early exit, so the check compiles to vector instructions.
-fn no_controls(run: &[u8]) -> Option<&[u8]> {
-    (!run.iter().fold(false, |found, &byte| found | (byte < 0x20))).then_some(run)
-}
-
 struct Scanner<'a> {
     json: &'a [u8],
     /// `json` as text.
@@ -114,16 +109,17 @@ impl<'a> Scanner<'a> {
         self.consume(byte).then_some(())
     }
 
-    /// A string without escapes, as its raw bytes (field and language names).
+    /// A string without escapes or control characters, as its raw bytes (field and language
+    /// names).
     fn plain_string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let rest = &self.json[self.pos..];
-        let len = memchr::memchr2(b'"', b'\\', rest)?;
+        let len = find_escaped(rest)?;
         if rest[len] != b'"' {
             return None;
         }
         self.pos += len + 1;
-        no_controls(&rest[..len])
+        Some(&rest[..len])
     }
 
     /// A string value with its escapes resolved, or `null` (`None` inside).
@@ -141,29 +137,30 @@ impl<'a> Scanner<'a> {
     /// Most strings have no escape: one search finds the closing quote and the run is copied
     /// once. Property lists escape their separators (`\u0001`, `\u0002`), so an escaped
     /// string is assembled run by run. The header was checked as UTF-8 as a whole, and runs
-    /// start and end at ASCII delimiters, so no run is checked again.
+    /// start and end at ASCII delimiters, so no run is checked again. A control character
+    /// (JSON requires them escaped) declines.
     fn string(&mut self) -> Option<CompactString> {
         self.expect(b'"')?;
-        let rest = &self.json[self.pos..];
-        let run = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[run] == b'"' {
-            no_controls(&rest[..run])?;
-            let text = self.text.get(self.pos..self.pos + run)?;
-            self.pos += run + 1;
-            return Some(CompactString::from(text));
-        }
-        let mut text = String::with_capacity(rest.len().min(2 * run + 64));
-        let mut run = run;
-        loop {
-            let rest = &self.json[self.pos..];
-            no_controls(&rest[..run])?;
-            text.push_str(self.text.get(self.pos..self.pos + run)?);
-            self.pos += run + 1;
-            if rest[run] == b'"' {
+        let mut run = find_escaped(&self.json[self.pos..])?;
+        let mut text = match self.json[self.pos + run] {
+            b'"' => {
+                let text = self.text.get(self.pos..self.pos + run)?;
+                self.pos += run + 1;
                 return Some(CompactString::from(text));
             }
-            text.push(self.escape()?);
-            run = memchr::memchr2(b'"', b'\\', &self.json[self.pos..])?;
+            b'\\' => String::with_capacity((self.json.len() - self.pos).min(2 * run + 64)),
+            _ => return None,
+        };
+        loop {
+            text.push_str(self.text.get(self.pos..self.pos + run)?);
+            let delimiter = self.json[self.pos + run];
+            self.pos += run + 1;
+            match delimiter {
+                b'"' => return Some(CompactString::from(text)),
+                b'\\' => text.push(self.escape()?),
+                _ => return None,
+            }
+            run = find_escaped(&self.json[self.pos..])?;
         }
     }
 

@@ -291,6 +291,15 @@ fn any_command(serialize_type: SerializeType) -> impl Strategy<Value = RemotingC
         any::<i32>().boxed()
     };
     let text = if binary { ".{1,20}" } else { ".{0,20}" };
+    commands(small, text, serialize_type)
+}
+
+/// Commands with code and version from `small`, remark, keys and values matching `text`.
+fn commands(
+    small: BoxedStrategy<i32>,
+    text: &'static str,
+    serialize_type: SerializeType,
+) -> impl Strategy<Value = RemotingCommand> {
     (
         small.clone(),
         any_language(),
@@ -503,5 +512,81 @@ proptest! {
         if let Some(scanned) = json_scan::scan_header(&header) {
             prop_assert_eq!(Some(scanned), general(&header), "{}", String::from_utf8_lossy(&header));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON header writer against a generic serializer
+
+/// The JSON header as `serde` writes it: the fields in alphabetical order, nulls omitted.
+#[derive(serde::Serialize)]
+struct ReferenceHeader<'a> {
+    code: i32,
+    #[serde(rename = "extFields", skip_serializing_if = "ExtFields::is_empty")]
+    ext_fields: &'a ExtFields,
+    flag: i32,
+    language: &'static str,
+    opaque: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remark: Option<&'a str>,
+    #[serde(rename = "serializeTypeCurrentRPC")]
+    serialize_type: &'static str,
+    version: i32,
+}
+
+fn reference_json_header(command: &RemotingCommand) -> Vec<u8> {
+    sonic_rs::to_vec(&ReferenceHeader {
+        code: command.code,
+        ext_fields: &command.ext_fields,
+        flag: command.flag,
+        language: command.language.name(),
+        opaque: command.opaque,
+        remark: command.remark.as_deref(),
+        serialize_type: SerializeType::Json.name(),
+        version: command.version,
+    })
+    .unwrap()
+}
+
+fn written_json_header(command: &RemotingCommand) -> Vec<u8> {
+    let mut out = Vec::new();
+    json_write::write_header(command, &mut out);
+    out
+}
+
+/// Text heavy in what a JSON string escapes, beside plain and multi-byte characters, and long
+/// plain runs with an escape or two.
+const ESCAPE_HEAVY_TEXT: &str = concat!(
+    "[\\x00-\\x1f\"\\\\/a-z0-9\\x7f\u{e9}\u{4e2d}\u{1F600}]{0,24}",
+    "|[a-z0-9 \u{e9}]{0,40}[\\x00-\\x1f\"\\\\]?[a-z0-9]{0,20}[\\x01\\x02]?[a-z]{0,12}"
+);
+
+fn escape_heavy_command() -> impl Strategy<Value = RemotingCommand> {
+    commands(any::<i32>().boxed(), ESCAPE_HEAVY_TEXT, SerializeType::Json)
+}
+
+#[test]
+fn the_writer_escapes_every_control_character_as_serde_does() {
+    let every_control: String = (0u8..0x20).map(char::from).collect();
+    let command = RemotingCommand {
+        remark: Some(format!("{every_control}\"\\/\u{7f}é")),
+        ext_fields: [("k\u{1}", "v\u{2}\t\"")].into_iter().collect(),
+        ..RemotingCommand::default()
+    };
+    let written = written_json_header(&command);
+    assert_eq!(&written[..], &reference_json_header(&command)[..]);
+    assert!(
+        std::str::from_utf8(&written)
+            .unwrap()
+            .contains(r#""remark":"\u0000\u0001"#)
+    );
+}
+
+proptest! {
+    #[test]
+    fn the_writer_writes_what_serde_writes(
+        command in prop_oneof![any_command(SerializeType::Json), escape_heavy_command()],
+    ) {
+        prop_assert_eq!(&written_json_header(&command)[..], &reference_json_header(&command)[..]);
     }
 }
