@@ -16,9 +16,10 @@
 //! back exactly with the same offset. Ids are unique per generator while fewer than 65 536
 //! are made in one millisecond; use one generator per process (Java's is static).
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Mutex;
+
+use crate::store::message::push_hex_upper;
 
 /// Length of the id of an IPv4 client.
 pub const UNIQ_ID_IPV4_CHAR_COUNT: usize = 32;
@@ -114,8 +115,9 @@ impl MessageClientIdSetter {
         };
         let mut id = String::with_capacity(self.fix_string.len() + 12);
         id.push_str(&self.fix_string);
-        // Writing to a String cannot fail.
-        let _ = write!(id, "{:08X}{:04X}", diff as u32, counter);
+        // Java's `{:08X}{:04X}` of the time offset and the counter.
+        push_hex_upper(&mut id, &diff.to_be_bytes());
+        push_hex_upper(&mut id, &counter.to_be_bytes());
         id
     }
 
@@ -164,10 +166,7 @@ pub fn uniq_id_time_with_utc_offset_secs(
 /// Uppercase hex (`UtilAll.bytes2string`).
 fn hex_upper(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{byte:02X}");
-    }
+    push_hex_upper(&mut text, bytes);
     text
 }
 

@@ -675,7 +675,6 @@ impl RetryPolicy {
                 break;
             };
             let broker_name = queue.broker_name.clone();
-            brokers_sent.push(broker_name.clone());
             let spent = begin.saturating_duration_since(begin_first);
             if timeout < spent {
                 call_timeout = true;
@@ -716,6 +715,7 @@ impl RetryPolicy {
                     last_error = Some(error);
                 }
             }
+            brokers_sent.push(broker_name);
         }
         if let Some(result) = last_result {
             return Ok(Some(result));

@@ -91,6 +91,8 @@ struct AppendState {
     topic_queue_table: BTreeMap<String, i64>,
     /// Reused encode buffer.
     buffer: Vec<u8>,
+    /// Reused buffer for the key of the queue appended to.
+    queue_key: String,
 }
 
 /// The commit log. See the module docs.
@@ -173,9 +175,18 @@ impl std::fmt::Debug for AppendStateBox {
 
 /// The key of a queue in the offset table.
 pub fn queue_key(topic: &str, queue_id: i32) -> String {
+    let mut key = String::new();
+    write_queue_key(&mut key, topic, queue_id);
+    key
+}
+
+/// Replaces `key` with the key of a queue in the offset table: `topic-queueId`.
+fn write_queue_key(key: &mut String, topic: &str, queue_id: i32) {
     // Built by hand: this runs for every append, and `format!` costs more than the work.
-    let queue_id = compact_str::ToCompactString::to_compact_string(&queue_id);
-    [topic, "-", &queue_id].concat()
+    key.clear();
+    key.push_str(topic);
+    key.push('-');
+    key.push_str(itoa::Buffer::new().format(queue_id));
 }
 
 impl CommitLog {
@@ -195,6 +206,7 @@ impl CommitLog {
             state: Mutex::new(AppendStateBox(AppendState {
                 topic_queue_table: BTreeMap::new(),
                 buffer: Vec::new(),
+                queue_key: String::new(),
             })),
             max_message_size,
             flushed: Progress::new(0),
@@ -282,19 +294,23 @@ impl CommitLog {
         let Some(first) = messages.first() else {
             return Err(AppendError::EmptyBatch);
         };
-        let key = queue_key(&first.topic, first.queue_id);
         let mut guard = self.lock_for_append();
         let AppendState {
             topic_queue_table,
             buffer,
+            queue_key,
         } = &mut guard.state.0;
+        write_queue_key(queue_key, &first.topic, first.queue_id);
         // Store times are monotonic in file order because they are taken under the lock.
         let store_timestamp = self.clock.wall_ms();
         let mut file = self
             .queue
             .last_mapped_file_or_create(0)
             .map_err(AppendError::CreateMappedFile)?;
-        let next_queue_offset = topic_queue_table.get(&key).copied().unwrap_or(0);
+        let next_queue_offset = topic_queue_table
+            .get(queue_key.as_str())
+            .copied()
+            .unwrap_or(0);
         let mut encoded =
             self.encode_all(messages, store_timestamp, next_queue_offset, &file, buffer)?;
         let fits = |file: &MappedFile, total: usize| {
@@ -328,16 +344,25 @@ impl CommitLog {
         file.append(&buffer[..encoded.total], store_timestamp)
             .map_err(AppendError::Write)?;
         if encoded.advances_queue {
-            topic_queue_table.insert(key, next_queue_offset + messages.len() as i64);
+            let next = next_queue_offset + messages.len() as i64;
+            match topic_queue_table.get_mut(queue_key.as_str()) {
+                Some(offset) => *offset = next,
+                None => {
+                    topic_queue_table.insert(queue_key.clone(), next);
+                }
+            }
         }
         drop(guard);
         self.written.advance_to(wrote_offset + encoded.total as u64);
-        let msg_id = encoded
-            .offsets
-            .iter()
-            .map(|&offset| create_message_id(messages[0].store_host, offset as i64))
-            .collect::<Vec<_>>()
-            .join(",");
+        let store_host = messages[0].store_host;
+        let msg_id = match encoded.offsets.as_slice() {
+            [offset] => create_message_id(store_host, *offset as i64),
+            offsets => offsets
+                .iter()
+                .map(|&offset| create_message_id(store_host, offset as i64))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         Ok(AppendMessageResult {
             wrote_offset: wrote_offset as i64,
             wrote_bytes: encoded.total as i32,

@@ -47,6 +47,7 @@ use crate::clock::SharedClock;
 use crate::disk::{Segment, SharedDisk, join};
 use crate::store::config::MessageStoreConfig;
 use crate::store::mapped_file_queue::{PREFAULT_CHUNK, prefault_ahead};
+use crate::store::message::{java_string_hash, java_string_hash_from};
 
 /// Size of the file header.
 pub const INDEX_HEADER_SIZE: usize = 40;
@@ -135,18 +136,20 @@ fn io_error(path: &str) -> impl FnOnce(io::Error) -> IndexError + '_ {
     }
 }
 
-/// Java's `String.hashCode`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units,
-/// with wrapping `int` arithmetic.
-pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
-}
-
 /// `IndexFile.indexKeyHashMethod`: the string hash made non-negative; `Math.abs` of
 /// `Integer.MIN_VALUE` stays negative in Java, so that one hash becomes 0.
 pub fn index_key_hash(key: &str) -> i32 {
-    java_string_hash(key).checked_abs().unwrap_or(0)
+    non_negative(java_string_hash(key))
+}
+
+/// [`index_key_hash`] of [`build_key`]`(topic, key)`, without building it.
+pub fn topic_key_hash(topic: &str, key: &str) -> i32 {
+    let topic_and_separator = java_string_hash_from(java_string_hash(topic), "#");
+    non_negative(java_string_hash_from(topic_and_separator, key))
+}
+
+fn non_negative(hash: i32) -> i32 {
+    hash.checked_abs().unwrap_or(0)
 }
 
 /// The key stored for `key` of a message in `topic`: `topic#key`.
@@ -478,6 +481,17 @@ impl IndexFile {
         phy_offset: i64,
         store_timestamp: i64,
     ) -> Result<bool, IndexError> {
+        self.put_key_hash(index_key_hash(key), phy_offset, store_timestamp)
+    }
+
+    /// [`put_key`](Self::put_key) of a key by its [`index_key_hash`], the one thing of it a
+    /// file stores.
+    pub fn put_key_hash(
+        &self,
+        key_hash: i32,
+        phy_offset: i64,
+        store_timestamp: i64,
+    ) -> Result<bool, IndexError> {
         let mut header = self.lock_header();
         if i64::from(header.index_count) >= i64::from(self.index_num) {
             tracing::warn!(
@@ -488,7 +502,6 @@ impl IndexFile {
             );
             return Ok(false);
         }
-        let key_hash = index_key_hash(key);
         let slot_position = self.slot_position(key_hash);
         let mut slot_value = self.read_i32(slot_position)?;
         if slot_value <= INVALID_INDEX || slot_value > header.index_count {
@@ -935,12 +948,16 @@ impl IndexService {
             .into_iter()
             .chain(request.keys.split(' ').filter(|key| !key.is_empty()));
         for key in keys {
-            let key = build_key(&request.topic, key);
+            let key_hash = topic_key_hash(&request.topic, key);
             // A fresh file always takes an entry (at least 2 positions), so one roll is
             // enough.
             let mut put = false;
             for _ in 0..2 {
-                if file.put_key(&key, request.commit_log_offset, request.store_timestamp)? {
+                if file.put_key_hash(
+                    key_hash,
+                    request.commit_log_offset,
+                    request.store_timestamp,
+                )? {
                     put = true;
                     break;
                 }

@@ -430,7 +430,13 @@ fn parse_delay_level(value: Option<&str>) -> i32 {
 
 /// Java's `String.hashCode()`: `s[0]*31^(n-1) + … + s[n-1]` over UTF-16 code units, wrapping.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |hash, unit| {
+    java_string_hash_from(0, s)
+}
+
+/// Java's `String.hashCode()` of a string that starts with text hashing to `hash` and goes on
+/// with `s`: the hash of a concatenation, without building it.
+pub fn java_string_hash_from(hash: i32, s: &str) -> i32 {
+    s.encode_utf16().fold(hash, |hash, unit| {
         hash.wrapping_mul(31).wrapping_add(i32::from(unit))
     })
 }
@@ -487,16 +493,24 @@ fn host_addr(ip: &[u8], port: i32, field: &'static str) -> Result<SocketAddr, Re
 /// host's address bytes, its port as `i32` and the record's commit-log offset as `i64` —
 /// 32 characters for IPv4, 56 for IPv6.
 pub fn create_message_id(store_host: SocketAddr, commit_log_offset: i64) -> String {
-    let mut bytes = Vec::with_capacity(16 + 4 + 8);
-    put_host(&mut bytes, &store_host);
-    bytes.extend_from_slice(&commit_log_offset.to_be_bytes());
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut id = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0xF)]));
+    let mut id = String::with_capacity(2 * (16 + 4 + 8));
+    match canonical_ip(&store_host) {
+        IpAddr::V4(ip) => push_hex_upper(&mut id, &ip.octets()),
+        IpAddr::V6(ip) => push_hex_upper(&mut id, &ip.octets()),
     }
+    push_hex_upper(&mut id, &i32::from(store_host.port()).to_be_bytes());
+    push_hex_upper(&mut id, &commit_log_offset.to_be_bytes());
     id
+}
+
+/// Appends `bytes` as uppercase hex, two digits each (`UtilAll.bytes2string`): message ids
+/// are built this way for every message sent and stored.
+pub fn push_hex_upper(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xF)]));
+    }
 }
 
 /// Reads an offset message id (`MessageDecoder.decodeMessageId`): 32 hex digits for an IPv4

@@ -185,6 +185,18 @@ fn java_string_hash_matches_java_over_utf16() {
     assert_eq!(java_string_hash("Aa"), java_string_hash("BB"));
 }
 
+proptest::proptest! {
+    /// Hashing a topic and a key as one string continues the topic's hash over `#` and the
+    /// key: the same as hashing the built `topic#key`, multi-byte characters included.
+    #[test]
+    fn a_topic_and_key_hash_as_their_built_key(topic in "\\PC{0,12}", key in "\\PC{0,12}") {
+        proptest::prop_assert_eq!(
+            topic_key_hash(&topic, &key),
+            index_key_hash(&build_key(&topic, &key))
+        );
+    }
+}
+
 #[test]
 fn index_key_hash_is_abs_with_min_value_mapped_to_zero() {
     assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
