@@ -105,6 +105,7 @@ start_broker() {
   [[ "$flush" == sync ]] && flags=(--sync-flush)
   [[ "$broker_threads" != 0 ]] && flags+=(--worker-threads "$broker_threads")
   data_dir="$(mktemp -d "${TMPDIR:-/tmp}/ferrocket-bench.XXXXXX")"
+  : >"$log"
   "${broker_cpu[@]}" "$ferrocket" --data-dir "$data_dir" --namesrv-port "$namesrv_port" \
     --broker-port "$broker_port" "${flags[@]}" >"$log" 2>&1 &
   broker_pid=$!
