@@ -1,21 +1,26 @@
-//! The broker under madsim: long polling measured in simulated time, and the broker's crash
+//! The broker under madsim: long polling measured in simulated time, the broker's crash
 //! paths — a process crash (page cache kept) under ASYNC_FLUSH and a power loss under
-//! SYNC_FLUSH — with a client that sends and pulls over the simulated network.
+//! SYNC_FLUSH — with a client that sends and pulls over the simulated network, and a topic
+//! created on send registered before the send is answered, on a slow disk and with the name
+//! server out of reach.
 #![cfg(madsim)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocket_engine::remoting::{RemotingCommand, response_code};
+use ferrocket_engine::remoting::headers::GetRouteInfoRequestHeader;
+use ferrocket_engine::remoting::transport::RemotingClient;
+use ferrocket_engine::remoting::{RemotingCommand, request_code, response_code};
 use ferrocket_engine::rng::Rng;
 use ferrocket_engine::store::config::FlushDiskType;
 use ferrocket_engine::store::message::decode_records;
-use ferrocket_sim::CrashKind;
+use ferrocket_sim::{CrashKind, SimDiskFaults};
 use ferrocket_tests::sim_broker::{
-    BROKER, bodies, client, client_node, pull_all, pull_request, send_eventually, send_request,
-    start_broker, start_namesrv,
+    BROKER, NAMESRV, bodies, client, client_node, pull_all, pull_request, send_eventually,
+    send_request, start_broker, start_namesrv,
 };
+use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::time::{Instant, sleep};
 
@@ -136,4 +141,92 @@ async fn a_power_loss_under_sync_flush_keeps_every_acknowledged_message() {
     let (found, acknowledged) =
         crash_and_recover(FlushDiskType::SyncFlush, CrashKind::PowerLoss).await;
     assert_eq!(found, acknowledged);
+}
+
+/// The name server's answer code to a route query for `topic`.
+async fn route_code(client: &RemotingClient, topic: &str) -> i32 {
+    let request = RemotingCommand::request_with_header(
+        request_code::GET_ROUTEINFO_BY_TOPIC,
+        &GetRouteInfoRequestHeader {
+            topic: topic.into(),
+            accept_standard_json_only: None,
+        },
+    );
+    client
+        .invoke(NAMESRV, request, Duration::from_secs(3))
+        .await
+        .expect("the client's link to the name server is never cut")
+        .code
+}
+
+/// As Java's broker, which registers a topic it creates on send before answering: once the
+/// send is answered the name server routes the topic, however slowly the broker's disk
+/// syncs `topics.json` (a consumer started then finds its queues at once, not at its next
+/// 30 s route poll). With the name server out of reach the send is still answered, after
+/// at most `registerBrokerTimeoutMills` (6 s).
+#[madsim::test]
+async fn a_topic_created_on_send_is_routed_by_the_time_the_send_is_answered() {
+    let handle = Handle::current();
+    let namesrv = start_namesrv(&handle);
+    let (broker, disk) = start_broker(&handle, FlushDiskType::AsyncFlush);
+    let client_node = client_node(&handle);
+    client_node
+        .spawn(async move {
+            let client = client();
+            send_eventually(&client, send_request("Warm", "", "up")).await;
+
+            for (topic, sync_latency) in [
+                ("FastDiskA", Duration::ZERO),
+                ("FastDiskB", Duration::ZERO),
+                ("SlowDiskA", Duration::from_millis(400)),
+                ("SlowDiskB", Duration::from_millis(400)),
+            ] {
+                disk.set_faults(SimDiskFaults {
+                    sync_latency,
+                    ..disk.faults()
+                });
+                let response = client
+                    .invoke(
+                        BROKER,
+                        send_request(topic, "", "x"),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("the send is answered");
+                assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
+                assert_eq!(
+                    route_code(&client, topic).await,
+                    response_code::SUCCESS,
+                    "{topic} was answered before the name server could route it"
+                );
+            }
+            disk.set_faults(SimDiskFaults::default());
+
+            let net = NetSim::current();
+            net.clog_link(broker, namesrv);
+            net.clog_link(namesrv, broker);
+            let asked_at = Instant::now();
+            let response = client
+                .invoke(
+                    BROKER,
+                    send_request("CutOff", "", "x"),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("the send is answered without the name server");
+            let waited = asked_at.elapsed();
+            assert_eq!(response.code, response_code::SUCCESS, "{response:?}");
+            assert!(
+                waited <= Duration::from_millis(6_500),
+                "answered after {waited:?}; registerBrokerTimeoutMills is 6 s"
+            );
+            assert_eq!(
+                route_code(&client, "CutOff").await,
+                response_code::TOPIC_NOT_EXIST
+            );
+            net.unclog_link(broker, namesrv);
+            net.unclog_link(namesrv, broker);
+        })
+        .await
+        .unwrap();
 }

@@ -122,6 +122,7 @@ fn start_broker(handle: &Handle, name: &'static str, ip: &'static str) -> NodeId
                 RegistrationSchedule::new(30_000, true),
                 move || body.clone(),
                 |_, _| {},
+                |_| {},
                 std::future::pending::<()>,
             )
             .await;

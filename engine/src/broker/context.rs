@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::client_manager::{ConsumerManager, ProducerManager};
 use super::config::BrokerConfig;
@@ -119,5 +120,13 @@ impl BrokerContext {
     /// Whether this broker is a master.
     pub fn is_master(&self) -> bool {
         self.config.broker_id == crate::protocol::MASTER_ID
+    }
+
+    /// Waits until the topic table as it is now has been sent to the name servers, at most
+    /// `registerBrokerTimeoutMills`: called after creating a topic and before answering the
+    /// request that created it, as Java's broker registers at once.
+    pub async fn topics_registered(&self) {
+        let max = Duration::from_millis(self.config.register_broker_timeout_mills);
+        self.topic_config_manager.wait_registered(max).await;
     }
 }

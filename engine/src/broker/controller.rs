@@ -215,6 +215,7 @@ impl BrokerController {
                 pull.disk_fall_behind().clone(),
             ))),
         ];
+        context.topic_config_manager.registration_driven();
         tasks.push(AbortOnDrop(tokio::spawn(registration_loop(
             context.clone(),
             outer_api.clone(),
@@ -278,6 +279,7 @@ async fn registration_loop(
         context.config.force_register,
     );
     let topics = context.clone();
+    let rounds = context.clone();
     let changes = context.clone();
     run_periodic_registration(
         api,
@@ -290,14 +292,16 @@ async fn registration_loop(
             topic_config_serialize_wrapper: topics.topic_config_manager.serialize_wrapper(),
         },
         |_, _| {},
+        move |version| {
+            rounds
+                .topic_config_manager
+                .registration_sent(version.counter);
+        },
+        // Whoever changes the table persists it; registering at once lets the request that
+        // changed it be answered as soon as the name servers know.
         move || {
             let context = changes.clone();
-            async move {
-                context.topic_config_manager.changed().await;
-                if let Err(error) = context.topic_config_manager.persist().await {
-                    tracing::error!(%error, "persisting topics.json failed");
-                }
-            }
+            async move { context.topic_config_manager.changed().await }
         },
     )
     .await;

@@ -223,7 +223,8 @@ impl RegistrationSchedule {
 
 /// Registers now, then every period and whenever `changed` completes, forever (cancel by
 /// aborting the task). `body` supplies the broker's current topics each time; `on_outcome`
-/// sees every result (a slave learns its master's address from it).
+/// sees every result (a slave learns its master's address from it); `on_round` sees the data
+/// version of each round's body once every name server has been asked (or found up to date).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_periodic_registration<Changed, ChangedFuture>(
     api: BrokerOuterApi,
@@ -233,6 +234,7 @@ pub async fn run_periodic_registration<Changed, ChangedFuture>(
     schedule: RegistrationSchedule,
     body: impl Fn() -> RegisterBrokerBody + Send + Sync,
     on_outcome: impl Fn(&str, &Result<RegisterOutcome, OuterApiError>) + Send + Sync,
+    on_round: impl Fn(&DataVersion) + Send + Sync,
     changed: Changed,
 ) where
     Changed: Fn() -> ChangedFuture,
@@ -257,6 +259,7 @@ pub async fn run_periodic_registration<Changed, ChangedFuture>(
             }
             on_outcome(&addr, &outcome);
         }
+        on_round(&current.topic_config_serialize_wrapper.data_version);
         tokio::select! {
             // Fixed polling order: tokio's random order draws from an RNG outside the
             // simulator's control and would make simulated runs irreproducible.

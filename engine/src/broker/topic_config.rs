@@ -7,18 +7,27 @@
 //! `config/topics.json` is merged over them. Unknown topics are created on first send from
 //! the template, and retry/DLQ topics on demand; every change bumps the data version, is
 //! persisted, and tells the broker to re-register.
+//!
+//! The registration driver reports each version it has sent to the name servers, so that a
+//! request that created a topic can wait for that before it is answered
+//! ([`TopicConfigManager::wait_registered`]): as in Java, whose broker registers a topic
+//! created on send before answering the send, a consumer started once the first send has
+//! been answered finds the topic's route.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::config::BrokerConfig;
-use crate::clock::SharedClock;
+use crate::clock::{ClockExt, SharedClock};
 use crate::disk::SharedDisk;
 use crate::protocol::{AUTO_CREATE_TOPIC, TopicConfig, TopicConfigSerializeWrapper, perm};
 use crate::store::message_store::SCHEDULE_TOPIC;
 use crate::store::metadata::{MetadataError, TOPICS_FILE, config_path, load_json, persist_json};
+use crate::sync::Progress;
 
 /// Topic names with a fixed meaning (`TopicValidator`).
 pub mod system_topic {
@@ -99,6 +108,13 @@ pub enum TopicNameError {
     TooLong,
 }
 
+/// Where data-version counter `counter` stands in [`TopicConfigManager`]'s registration
+/// progress: one past it, so that 0 means nothing sent (a counter read from a damaged file
+/// may be negative; it counts as 0).
+fn registration_position(counter: i64) -> u64 {
+    u64::try_from(counter).unwrap_or(0).saturating_add(1)
+}
+
 /// Checks a topic name as the Java broker does.
 pub fn validate_topic(topic: &str) -> Result<(), TopicNameError> {
     if topic.trim().is_empty() {
@@ -165,6 +181,11 @@ pub struct TopicConfigManager {
     state: Mutex<TopicConfigSerializeWrapper>,
     persist_lock: tokio::sync::Mutex<()>,
     changed: Notify,
+    /// Whether a registration driver runs (else nobody would report to waiters).
+    registration_driven: AtomicBool,
+    /// The position of the newest data-version counter the driver has sent to the name
+    /// servers ([`registration_position`]; 0: none yet).
+    registered: Progress,
 }
 
 impl TopicConfigManager {
@@ -235,6 +256,8 @@ impl TopicConfigManager {
             state: Mutex::new(state),
             persist_lock: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
+            registration_driven: AtomicBool::new(false),
+            registered: Progress::new(0),
         }
     }
 
@@ -275,6 +298,36 @@ impl TopicConfigManager {
     /// Waits until the table changes (the broker then re-registers).
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+
+    /// Declares that a registration driver runs: from now on
+    /// [`wait_registered`](Self::wait_registered) waits for it to report.
+    pub fn registration_driven(&self) {
+        self.registration_driven.store(true, Ordering::Release);
+    }
+
+    /// Reports that the table at data-version counter `counter` has been sent to the name
+    /// servers, whatever they answered (Java's registration of a created topic is one-way).
+    pub fn registration_sent(&self, counter: i64) {
+        self.registered.advance_to(registration_position(counter));
+    }
+
+    /// Waits until the table as it is now has been sent to the name servers, at most `max`
+    /// (`registerBrokerTimeoutMills`); returns at once when no registration driver runs.
+    pub async fn wait_registered(&self, max: Duration) {
+        if !self.registration_driven.load(Ordering::Acquire) {
+            return;
+        }
+        let counter = self.lock().data_version.counter;
+        let target = registration_position(counter);
+        let reached = self.registered.wait_until(|sent| sent >= target);
+        if self.clock.timeout(max, reached).await.is_err() {
+            tracing::warn!(
+                counter,
+                ?max,
+                "the topic table was not registered in time; answering anyway"
+            );
+        }
     }
 
     /// Creates an unknown topic on first send from the template `default_topic` (which must

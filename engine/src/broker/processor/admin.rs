@@ -136,7 +136,8 @@ impl AdminBrokerProcessor {
         config.perm = header.perm;
         config.topic_filter_type = topic_filter_type;
         config.topic_sys_flag = header.topic_sys_flag.unwrap_or(0);
-        // Updating the table tells the registration driver to re-register at once.
+        // Updating the table tells the registration driver to re-register at once; the
+        // answer waits for that (Java's `registerIncrementBrokerData`).
         self.context
             .topic_config_manager
             .update_topic_config(config);
@@ -145,6 +146,7 @@ impl AdminBrokerProcessor {
             .persist()
             .await
             .map_err(not_persisted(format!("topic {} updated", header.topic)))?;
+        self.context.topics_registered().await;
         Ok(Some(RemotingCommand::success_to(request)))
     }
 

@@ -280,6 +280,7 @@ impl ClientManageProcessor {
         }
         if topics_created {
             persist_topics(context).await;
+            context.topics_registered().await;
         }
         for group in changed_groups {
             notify_consumer_ids_changed(context, &group).await;

@@ -289,6 +289,7 @@ impl SendMessageProcessor {
         };
         if new {
             self.persist_topics().await;
+            self.context.topics_registered().await;
         }
         Ok(topic_config)
     }
@@ -710,6 +711,7 @@ impl SendMessageProcessor {
             .create_topic_in_send_message_back_method(topic, queue_nums, perm_bits, topic_sys_flag);
         if created {
             self.persist_topics().await;
+            self.context.topics_registered().await;
         }
         topic_config
     }
