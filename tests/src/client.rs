@@ -1,15 +1,20 @@
 //! Fixtures of the client tests against the real binaries: a name server and a broker in
-//! temporary homes, the runtime a scenario runs on, the client's environment, and the pull
-//! header the tests read messages back with.
+//! temporary homes, the runtime a scenario runs on, the client's environment, a bare client
+//! API, and the pull header the tests read messages back with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrocket_engine::Env;
+use ferrocket_engine::client::api::MqClientApi;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
 use ferrocket_engine::client::producer::{DefaultMqProducer, ProducerConfig};
+use ferrocket_engine::remoting::LanguageCode;
 use ferrocket_engine::remoting::headers::PullMessageRequestHeader;
+use ferrocket_engine::remoting::transport::{
+    ClientConfig as RemotingConfig, ProcessorTable, RemotingClient,
+};
 use ferrocket_engine::rng::Rng;
 use ferrocket_net::{SystemClock, TokioNet};
 use ferrocket_sim::SimDisk;
@@ -100,6 +105,22 @@ pub fn pull_header(topic: &str, queue_id: i32, queue_offset: i64) -> PullMessage
         expression_type: Some("TAG".into()),
         broker_name: None,
     }
+}
+
+/// A client API over a remoting client of its own that knows `namesrv`: for requests a test
+/// makes itself, beside the clients under test.
+pub fn raw_api(namesrv: &str, seed: u64) -> MqClientApi {
+    let env = client_env(seed);
+    let remoting = Arc::new(RemotingClient::new(
+        env.net,
+        env.clock,
+        env.rng,
+        RemotingConfig::default(),
+        ProcessorTable::new(),
+        None,
+    ));
+    remoting.update_name_server_address_list(&[namesrv.to_owned()]);
+    MqClientApi::new(remoting, LanguageCode::Java)
 }
 
 /// A producer of group `<name>_pg` against `cluster`, on a client instance of its own

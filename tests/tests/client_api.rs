@@ -33,34 +33,16 @@ use ferrocket_engine::remoting::headers::{
     EndTransactionRequestHeader, NotifyConsumerIdsChangedRequestHeader,
     QueryConsumerOffsetRequestHeader, SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
-use ferrocket_engine::remoting::transport::RemotingClient;
 use ferrocket_engine::remoting::transport::{Channel, ProcessError};
-use ferrocket_engine::remoting::transport::{ClientConfig as RemotingConfig, ProcessorTable};
-use ferrocket_engine::remoting::{LanguageCode, RemotingCommand, request_code, response_code};
+use ferrocket_engine::remoting::{RemotingCommand, request_code, response_code};
 use ferrocket_engine::store::message::{BatchItem, encode_properties, property_key};
-use ferrocket_tests::client::{Cluster, client_env, pull_header, runtime, until_some};
+use ferrocket_tests::client::{Cluster, client_env, pull_header, raw_api, runtime, until_some};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a condition that depends on the broker's background work may take.
 const EVENTUALLY_MAX: Duration = Duration::from_secs(15);
 /// The version ordinal of RocketMQ 4.9.8, which the broker announces.
 const V4_9_8: i32 = 409;
-
-/// A name server and a broker, with their homes; both are killed when this is dropped.
-/// An API over a fresh remoting client of its own, knowing `namesrv`.
-fn api(namesrv: &str, seed: u64) -> MqClientApi {
-    let env = client_env(seed);
-    let remoting = Arc::new(RemotingClient::new(
-        env.net,
-        env.clock,
-        env.rng,
-        RemotingConfig::default(),
-        ProcessorTable::new(),
-        None,
-    ));
-    remoting.update_name_server_address_list(&[namesrv.to_owned()]);
-    MqClientApi::new(remoting, LanguageCode::Java)
-}
 
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
@@ -170,7 +152,7 @@ fn every_client_api_call_is_answered_by_mqnamesrv_and_mqbroker() {
 
 async fn every_client_api_call(cluster: &Cluster) {
     let broker = cluster.broker_addr();
-    let api = api(&cluster.namesrv.addr.to_string(), 11);
+    let api = raw_api(&cluster.namesrv.addr.to_string(), 11);
     let topic = "ClientApiTopic";
     let client_id = "127.0.0.1@client-api";
 
@@ -614,7 +596,7 @@ async fn client_instance_lifecycle(cluster: &Cluster) {
     // The periodic heartbeat registers the consumer and records the broker's version.
     instance.start();
     assert_eq!(instance.state(), ServiceState::Running);
-    let probe = api(&namesrv, 22);
+    let probe = raw_api(&namesrv, 22);
     until_some("a heartbeat registers cg2", EVENTUALLY_MAX, cluster, || {
         let probe = probe.clone();
         let broker = broker.clone();

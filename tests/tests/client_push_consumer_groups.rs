@@ -3,14 +3,14 @@
 //! rebalances), orderly consumption keeping per-queue order while a consumer leaves
 //! (checked by an in-flight counter per queue and the offsets each consumer saw), and a
 //! broadcasting group delivering every message to every consumer, with local offsets that
-//! survive a consumer restart.
+//! survive a consumer restart, committing nothing on the broker and dropping what fails.
 //!
 //! Build the binaries first: `cargo build --bins`.
 #![cfg(not(madsim))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,8 +21,13 @@ use ferrocket_engine::client::push_consumer::{
     ConsumeOrderlyStatus, ConsumeStatus, DefaultMqPushConsumer, MessageListener, PushConsumerConfig,
 };
 use ferrocket_engine::protocol::heartbeat::{ConsumeFromWhere, MessageModel};
+use ferrocket_engine::remoting::headers::QueryConsumerOffsetRequestHeader;
 use ferrocket_engine::store::message::StoredMessage;
-use ferrocket_tests::client::{Cluster, client_env, eventually, runtime, test_producer};
+use ferrocket_engine::store::message_store::SCHEDULE_TOPIC;
+use ferrocket_tests::client::{Cluster, client_env, eventually, raw_api, runtime, test_producer};
+
+/// Queues of `SCHEDULE_TOPIC_XXXX`: one per delay level of the default `messageDelayLevel`.
+const DELAY_LEVELS: i32 = 18;
 
 /// The rebalance period of the test consumers (Java's 20 s, shortened so that a refused
 /// lock or a missed notification costs the test seconds, not minutes).
@@ -57,6 +62,12 @@ fn consumer(
 }
 
 /// Who received which message (by body), how many times.
+/// Locks `mutex` even if a panic poisoned it: a failed assertion that held a lock must not
+/// turn every later listener call into a panic that buries the failure's message.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[derive(Default)]
 struct Received {
     by_consumer: BTreeMap<String, BTreeMap<Bytes, usize>>,
@@ -88,7 +99,7 @@ fn recording_listener(received: &Arc<Mutex<Received>>, name: &str) -> MessageLis
     let received = received.clone();
     let name = name.to_owned();
     MessageListener::concurrently(move |messages: &[StoredMessage], _| {
-        received.lock().unwrap().record(&name, messages);
+        lock(&received).record(&name, messages);
         ConsumeStatus::ConsumeSuccess
     })
 }
@@ -144,20 +155,15 @@ fn two_then_three_consumers_share_queues_and_lose_nothing_across_rebalance() {
         consumers[1].start().await.unwrap();
         send_bodies(&producer, TOPIC, PER_PHASE..2 * PER_PHASE, &logs).await;
         let two_shared = eventually(Duration::from_secs(40), || {
-            let r = received.lock().unwrap();
+            let r = lock(&received);
             r.by_consumer.len() == 2 && r.distinct().len() >= 2 * PER_PHASE
         })
         .await;
         assert!(
             two_shared,
-            "two consumers: {:?}\n{}",
-            received
-                .lock()
-                .unwrap()
-                .by_consumer
-                .keys()
-                .collect::<Vec<_>>(),
-            logs()
+            "{}\ntwo consumers: {:?}",
+            logs(),
+            lock(&received).by_consumer.keys().collect::<Vec<_>>()
         );
         consumers[2].start().await.unwrap();
         // Messages sent while the third consumer joins and the queues move.
@@ -169,21 +175,21 @@ fn two_then_three_consumers_share_queues_and_lose_nothing_across_rebalance() {
             .map(|i| Bytes::from(format!("m-{i}")))
             .collect();
         let all = eventually(Duration::from_secs(30), || {
-            received.lock().unwrap().distinct() == expected
+            lock(&received).distinct() == expected
         })
         .await;
         for consumer in &consumers {
             consumer.shutdown().await;
         }
         producer.shutdown().await;
-        let r = received.lock().unwrap();
+        let r = lock(&received);
         let missing: Vec<_> = expected.difference(&r.distinct()).cloned().collect();
         assert!(
             all,
-            "lost {} messages, e.g. {:?}\n{}",
+            "{}\nlost {} messages, e.g. {:?}",
+            logs(),
             missing.len(),
-            missing.first(),
-            logs()
+            missing.first()
         );
         let per_consumer: BTreeMap<&String, usize> = r
             .by_consumer
@@ -252,14 +258,12 @@ fn orderly_consumers_keep_per_queue_order_while_one_leaves() {
                 }
                 // Long enough that a second consumer on the same queue would overlap.
                 std::thread::sleep(Duration::from_millis(2));
-                log.lock()
-                    .unwrap()
-                    .extend(messages.iter().map(|m| OrderlyDelivery {
-                        consumer: name.to_owned(),
-                        queue_id: m.queue_id,
-                        offset: m.queue_offset,
-                        body: m.body.clone().unwrap_or_default(),
-                    }));
+                lock(&log).extend(messages.iter().map(|m| OrderlyDelivery {
+                    consumer: name.to_owned(),
+                    queue_id: m.queue_id,
+                    offset: m.queue_offset,
+                    body: m.body.clone().unwrap_or_default(),
+                }));
                 slot.fetch_sub(1, Ordering::SeqCst);
                 ConsumeOrderlyStatus::Success
             });
@@ -281,7 +285,7 @@ fn orderly_consumers_keep_per_queue_order_while_one_leaves() {
         // still caches messages stays locked for the unlock delay (20 s), so the second
         // consumer's share can take that long to reach it.
         let both_consumed = || {
-            let log = log.lock().unwrap();
+            let log = lock(&log);
             ["orderly-1", "orderly-2"]
                 .iter()
                 .all(|c| log.iter().any(|d| d.consumer == *c))
@@ -293,21 +297,21 @@ fn orderly_consumers_keep_per_queue_order_while_one_leaves() {
             }
         }
         let half = eventually(Duration::from_secs(60), || {
-            both_consumed() && log.lock().unwrap().len() >= KEYS * PER_KEY / 2
+            both_consumed() && lock(&log).len() >= KEYS * PER_KEY / 2
         })
         .await;
         assert!(
             half,
-            "both consumers consumed: {} deliveries\n{}",
-            log.lock().unwrap().len(),
-            logs()
+            "{}\nboth consumers consumed: {} deliveries",
+            logs(),
+            lock(&log).len()
         );
         // One consumer leaves while messages keep coming.
         first.shutdown().await;
         send_ordered(&producer, TOPIC, KEYS, PER_KEY / 2..PER_KEY, &logs).await;
         let total = KEYS * PER_KEY;
         let all = eventually(Duration::from_secs(40), || {
-            let log = log.lock().unwrap();
+            let log = lock(&log);
             log.iter()
                 .map(|d| d.body.clone())
                 .collect::<BTreeSet<_>>()
@@ -317,15 +321,15 @@ fn orderly_consumers_keep_per_queue_order_while_one_leaves() {
         .await;
         second.shutdown().await;
         producer.shutdown().await;
-        let log = log.lock().unwrap();
+        let log = lock(&log);
         assert!(
             all,
-            "{} distinct of {total}\n{}",
+            "{}\n{} distinct of {total}",
+            logs(),
             log.iter()
                 .map(|d| d.body.clone())
                 .collect::<BTreeSet<_>>()
-                .len(),
-            logs()
+                .len()
         );
         assert_eq!(
             overlaps.load(Ordering::SeqCst),
@@ -433,7 +437,7 @@ fn broadcasting_delivers_every_message_to_every_consumer_and_keeps_local_offsets
         }
         let expected: BTreeSet<Bytes> = (0..COUNT).map(|i| Bytes::from(format!("m-{i}"))).collect();
         let everyone = eventually(Duration::from_secs(30), || {
-            let r = received.lock().unwrap();
+            let r = lock(&received);
             names.iter().all(|name| {
                 r.by_consumer
                     .get(*name)
@@ -441,25 +445,23 @@ fn broadcasting_delivers_every_message_to_every_consumer_and_keeps_local_offsets
             })
         })
         .await;
-        assert!(
-            everyone,
-            "per consumer: {:?}\n{}",
-            received
-                .lock()
-                .unwrap()
-                .by_consumer
-                .iter()
-                .map(|(n, s)| (n.clone(), s.len()))
-                .collect::<Vec<_>>(),
-            logs()
-        );
+        let per_consumer: Vec<(String, usize)> = lock(&received)
+            .by_consumer
+            .iter()
+            .map(|(name, seen)| (name.clone(), seen.len()))
+            .collect();
+        assert!(everyone, "{}\nper consumer: {per_consumer:?}", logs());
         for consumer in &consumers {
             consumer.shutdown().await;
         }
 
         // The first consumer comes back on the same disk: its offsets file says everything
-        // was consumed, so it receives only what is sent now.
+        // was consumed, so it receives only what is sent now. It fails the first new message,
+        // which a broadcasting consumer drops: it is neither redelivered nor sent back.
+        let failing = Bytes::from(format!("m-{COUNT}"));
         let again: Arc<Mutex<Received>> = Arc::default();
+        let recorded = again.clone();
+        let failed = failing.clone();
         let back = consumer(
             &envs[0],
             &cluster,
@@ -467,22 +469,61 @@ fn broadcasting_delivers_every_message_to_every_consumer_and_keeps_local_offsets
             TOPIC,
             names[0],
             MessageModel::Broadcasting,
-            recording_listener(&again, names[0]),
+            MessageListener::concurrently(move |messages: &[StoredMessage], _| {
+                lock(&recorded).record(names[0], messages);
+                if messages.iter().any(|m| m.body.as_ref() == Some(&failed)) {
+                    ConsumeStatus::ReconsumeLater
+                } else {
+                    ConsumeStatus::ConsumeSuccess
+                }
+            }),
         );
         back.start().await.unwrap();
         send_bodies(&producer, TOPIC, COUNT..COUNT + 10, &logs).await;
         let fresh: BTreeSet<Bytes> = (COUNT..COUNT + 10)
             .map(|i| Bytes::from(format!("m-{i}")))
             .collect();
-        let got_new = eventually(Duration::from_secs(20), || {
-            again.lock().unwrap().distinct() == fresh
-        })
-        .await;
+        let got_new =
+            eventually(Duration::from_secs(20), || lock(&again).distinct() == fresh).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         back.shutdown().await;
         producer.shutdown().await;
-        let distinct = again.lock().unwrap().distinct();
-        assert!(got_new, "after restart received {distinct:?}\n{}", logs());
+        let (distinct, deliveries) = {
+            let again = lock(&again);
+            (again.distinct(), again.deliveries())
+        };
+        assert!(got_new, "{}\nafter restart received {distinct:?}", logs());
         assert_eq!(distinct, fresh, "old messages came again");
+        assert_eq!(deliveries, fresh.len(), "a message came twice");
+
+        // Broadcasting offsets live in each consumer's file: the pulls committed none on the
+        // broker. And the failed message was not sent back: a message sent back waits in the
+        // delay-level queues of SCHEDULE_TOPIC_XXXX, which stayed empty.
+        let api = raw_api(&cluster.namesrv_addr().to_string(), 56);
+        let broker = cluster.broker_addr();
+        for queue_id in 0..4 {
+            let header = QueryConsumerOffsetRequestHeader {
+                consumer_group: GROUP.into(),
+                topic: TOPIC.into(),
+                queue_id,
+                broker_name: None,
+            };
+            let committed = api
+                .query_consumer_offset(&broker, &header, Duration::from_secs(3))
+                .await
+                .unwrap();
+            assert!(
+                matches!(committed, None | Some(0)),
+                "queue {queue_id}: broadcasting pulls committed offset {committed:?}"
+            );
+        }
+        let mut sent_back = 0;
+        for queue_id in 0..DELAY_LEVELS {
+            sent_back += api
+                .max_offset(&broker, SCHEDULE_TOPIC, queue_id, Duration::from_secs(3))
+                .await
+                .unwrap();
+        }
+        assert_eq!(sent_back, 0, "a broadcasting consumer sent a message back");
     });
 }

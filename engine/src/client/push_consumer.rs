@@ -790,13 +790,18 @@ impl PushInner {
             .instance
             .upgrade()
             .ok_or_else(|| ClientError::BrokerNotFound(queue.broker_name.clone()))?;
-        let commit_offset = match self
-            .offset_store
-            .read_offset(queue, ReadOffsetType::ReadFromMemory)
-            .await
-        {
-            ReadOffset::Found(offset) if offset > 0 => offset,
-            _ => 0,
+        // Only a clustering group's offsets live on the broker: a broadcasting consumer's stay
+        // in its local file, and its pulls commit nothing.
+        let commit_offset = match self.config.message_model {
+            MessageModel::Clustering => match self
+                .offset_store
+                .read_offset(queue, ReadOffsetType::ReadFromMemory)
+                .await
+            {
+                ReadOffset::Found(offset) if offset > 0 => offset,
+                _ => 0,
+            },
+            MessageModel::Broadcasting => 0,
         };
         let broker_id = lock(&self.pull_from_which_node)
             .get(queue)
@@ -902,7 +907,19 @@ impl PushInner {
             return;
         }
         let mut failed = Vec::new();
-        if status == ConsumeStatus::ReconsumeLater {
+        if status == ConsumeStatus::ReconsumeLater
+            && self.config.message_model == MessageModel::Broadcasting
+        {
+            // Java's `processConsumeResult`: a broadcasting consumer has no retry topic of
+            // its own to come back through, so what it fails to consume is dropped.
+            for message in &messages {
+                tracing::warn!(
+                    ?queue,
+                    offset = message.queue_offset,
+                    "broadcasting: the message consume failed, drop it"
+                );
+            }
+        } else if status == ConsumeStatus::ReconsumeLater {
             for message in &messages {
                 if let Err(error) = self.send_back(&queue, message, 0).await {
                     tracing::warn!(?queue, offset = message.queue_offset, %error, "send message back failed");
