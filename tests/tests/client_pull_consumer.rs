@@ -3,7 +3,9 @@
 //! queues and pulls everything with "TagA", getting exactly the 50 TagA messages once each;
 //! the offsets it records are committed at shutdown and read back from the broker by a new
 //! consumer of the same group; a blocking pull at the end of a queue returns as soon as a
-//! message arrives, and with NO_NEW_MSG when none does.
+//! message arrives, and with NO_NEW_MSG when none does. A broadcasting pull consumer keeps
+//! its offsets in its local file: a new consumer on the same disk reads them back, the
+//! broker holds none.
 //!
 //! Build the binaries first: `cargo build --bins`.
 #![cfg(not(madsim))]
@@ -13,12 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ferrocket_engine::Env;
 use ferrocket_engine::client::api::PullStatus;
 use ferrocket_engine::client::instance::ClientInstanceRegistry;
 use ferrocket_engine::client::producer::{DefaultMqProducer, Message, ProducerConfig};
 use ferrocket_engine::client::pull_consumer::{DefaultMqPullConsumer, PullConsumerConfig};
-use ferrocket_engine::protocol::heartbeat::MessageQueue;
-use ferrocket_tests::client::{Cluster, client_env, runtime, until_some};
+use ferrocket_engine::protocol::heartbeat::{MessageModel, MessageQueue};
+use ferrocket_engine::remoting::headers::QueryConsumerOffsetRequestHeader;
+use ferrocket_tests::client::{Cluster, client_env, raw_api, runtime, until_some};
 
 const TOPIC: &str = "PullConsumerTopic";
 const GROUP: &str = "pull_test_cg";
@@ -32,6 +36,78 @@ const EVENTUALLY_MAX: Duration = Duration::from_secs(5);
 fn pull_consumer_filters_tags_persists_offsets_and_long_polls() {
     let cluster = Cluster::start("");
     runtime().block_on(scenario(&cluster));
+}
+
+#[test]
+fn a_broadcasting_pull_consumer_keeps_its_offsets_in_its_local_file() {
+    const TOPIC: &str = "PullBroadcastTopic";
+    const GROUP: &str = "pull_broadcast_cg";
+    let cluster = Cluster::start("");
+    runtime().block_on(async {
+        let registry = Arc::new(ClientInstanceRegistry::new());
+        let mut producer_config =
+            ProducerConfig::new("pull_broadcast_pg", cluster.namesrv_addr().to_string());
+        producer_config
+            .client
+            .change_instance_name_to_pid(format!("{}#pull-broadcast-producer", std::process::id()));
+        let producer = DefaultMqProducer::new(&client_env(39), registry.clone(), producer_config);
+        producer.start().await.unwrap();
+        let mut message = Message::new(TOPIC, "one");
+        let sent = producer.send(&mut message).await.unwrap();
+        let queue = sent.queue.clone();
+        producer.shutdown().await;
+
+        // One instance name, so the same offsets file whenever the disk is the same.
+        let broadcasting = |env: &Env| {
+            let mut config = PullConsumerConfig::new(GROUP, cluster.namesrv_addr().to_string());
+            config.message_model = MessageModel::Broadcasting;
+            config
+                .client
+                .change_instance_name_to_pid(format!("{}#pull-broadcast", std::process::id()));
+            DefaultMqPullConsumer::new(env, Arc::new(ClientInstanceRegistry::new()), config)
+        };
+        let env = client_env(40);
+        let first = broadcasting(&env);
+        first.start().await.unwrap();
+        let result = first.pull(&queue, "*", 0, 32).await.unwrap();
+        assert_eq!(result.status, PullStatus::Found, "{result:?}");
+        first
+            .update_consume_offset(&queue, result.next_begin_offset)
+            .unwrap();
+        first.shutdown().await;
+
+        let again = broadcasting(&env);
+        again.start().await.unwrap();
+        assert_eq!(
+            again.fetch_consume_offset(&queue, true).await.unwrap(),
+            Some(result.next_begin_offset),
+            "the offset is read back from the local file"
+        );
+        again.shutdown().await;
+        let elsewhere = broadcasting(&client_env(41));
+        elsewhere.start().await.unwrap();
+        assert_eq!(
+            elsewhere.fetch_consume_offset(&queue, true).await.unwrap(),
+            None,
+            "another disk holds no offsets file"
+        );
+        elsewhere.shutdown().await;
+
+        let header = QueryConsumerOffsetRequestHeader {
+            consumer_group: GROUP.into(),
+            topic: TOPIC.into(),
+            queue_id: queue.queue_id,
+            broker_name: None,
+        };
+        let committed = raw_api(&cluster.namesrv_addr().to_string(), 42)
+            .query_consumer_offset(&cluster.broker_addr(), &header, Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert!(
+            matches!(committed, None | Some(0)),
+            "the broker holds offset {committed:?} of a broadcasting group"
+        );
+    });
 }
 
 /// A consumer of [`GROUP`] on its own client instance, named `instance`.
@@ -86,19 +162,12 @@ async fn scenario(cluster: &Cluster) {
         Duration::from_secs(20),
     );
     first.start().await.unwrap();
-    // The broker registers the new topic with the name server right after its first send,
-    // on its own schedule: ask until the route is there.
-    let deadline = Instant::now() + EVENTUALLY_MAX;
-    let queues = loop {
-        match first.fetch_subscribe_message_queues(TOPIC).await {
-            Ok(queues) => break queues,
-            Err(error) if Instant::now() < deadline => {
-                eprintln!("route of {TOPIC} not served yet: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("no route for {TOPIC}: {error}\n{}", logs()),
-        }
-    };
+    // The broker registers a topic it creates with the name server before it answers the
+    // send that created it: the route is served now.
+    let queues = first
+        .fetch_subscribe_message_queues(TOPIC)
+        .await
+        .unwrap_or_else(|error| panic!("no route for {TOPIC}: {error}\n{}", logs()));
     assert_eq!(queues.len(), 4, "an auto-created topic has 4 queues");
     // The broker dispatches the commit log to the queues behind the acknowledgements (as in
     // Java): wait until every sent message is in a queue before reading them to the end.

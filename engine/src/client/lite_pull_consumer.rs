@@ -68,8 +68,7 @@ use super::instance::{
     ClientInstance, ClientInstanceRegistry, ClientProcessorTable, MqConsumerInner, ServiceState,
 };
 use super::offset_store::{
-    DEFAULT_LOCAL_OFFSET_STORE_DIR, InstanceOffsetBroker, LocalFileOffsetStorage, OffsetStorage,
-    OffsetStore, ReadOffset, ReadOffsetType,
+    DEFAULT_LOCAL_OFFSET_STORE_DIR, OffsetStore, ReadOffset, ReadOffsetType, offset_storage_for,
 };
 use super::process_queue::{FlowControl, FlowControlThresholds};
 use super::producer::{GroupNameError, check_group_name};
@@ -1219,15 +1218,13 @@ impl LitePullConsumer {
                 &self.config.client,
                 ClientProcessorTable::new(),
             );
-            let storage: Arc<dyn OffsetStorage> = match self.config.message_model {
-                MessageModel::Clustering => Arc::new(InstanceOffsetBroker::new(&instance)),
-                MessageModel::Broadcasting => Arc::new(LocalFileOffsetStorage::new(
-                    self.env.disk.clone(),
-                    &self.config.local_offset_store_dir,
-                    instance.client_id(),
-                    &group,
-                )),
-            };
+            let storage = offset_storage_for(
+                self.config.message_model,
+                &instance,
+                &self.env.disk,
+                &self.config.local_offset_store_dir,
+                &group,
+            );
             let offset_store = Arc::new(OffsetStore::new(group.as_str(), storage));
             let rebalance = Rebalance::new(
                 RebalanceConfig {

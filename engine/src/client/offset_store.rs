@@ -32,7 +32,7 @@ use super::api::ClientError;
 use super::instance::{ClientInstance, FindBrokerResult};
 use crate::disk::{SharedDisk, join};
 use crate::protocol::MASTER_ID;
-use crate::protocol::heartbeat::MessageQueue;
+use crate::protocol::heartbeat::{MessageModel, MessageQueue};
 use crate::remoting::headers::{
     QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
@@ -242,6 +242,27 @@ impl LocalOffsetFile {
                 (queue, entry.offset)
             })
             .collect()
+    }
+}
+
+/// Where a consumer of `group` on `instance` keeps its offsets under `model`: the brokers
+/// for a clustering group, the local file under `local_dir` on `disk` for a broadcasting
+/// one (the choice every Java consumer makes at start).
+pub fn offset_storage_for(
+    model: MessageModel,
+    instance: &Arc<ClientInstance>,
+    disk: &SharedDisk,
+    local_dir: &str,
+    group: &str,
+) -> Arc<dyn OffsetStorage> {
+    match model {
+        MessageModel::Clustering => Arc::new(InstanceOffsetBroker::new(instance)),
+        MessageModel::Broadcasting => Arc::new(LocalFileOffsetStorage::new(
+            disk.clone(),
+            local_dir,
+            instance.client_id(),
+            group,
+        )),
     }
 }
 

@@ -20,8 +20,12 @@
 //! Deviations from Java: there is no rebalance (Java's `RebalancePullImpl` only feeds the
 //! optional `MessageQueueListener`), so the periodic persist commits the offsets of every
 //! queue of a subscribed topic, where Java commits those of the queues allocated to it —
-//! the same set while the group has one consumer; broadcasting (a local offset file) is
-//! refused at start; SQL92 and class filters, hooks and namespaces are not implemented.
+//! the same set while the group has one consumer; SQL92 and class filters, hooks and
+//! namespaces are not implemented.
+//!
+//! A broadcasting consumer keeps its offsets in a local file per client and group
+//! ([`LocalFileOffsetStorage`](super::offset_store::LocalFileOffsetStorage)), as Java's
+//! `LocalFileOffsetStore`; a clustering one commits them to the brokers.
 //!
 //! [`pull_block_if_not_found`]: DefaultMqPullConsumer::pull_block_if_not_found
 
@@ -35,7 +39,9 @@ use super::instance::{
     ClientInstance, ClientInstanceRegistry, ClientProcessorTable, MqConsumerInner, ServiceState,
     topic_route_to_subscribe_info,
 };
-use super::offset_store::{InstanceOffsetBroker, OffsetStore, ReadOffset, ReadOffsetType};
+use super::offset_store::{
+    DEFAULT_LOCAL_OFFSET_STORE_DIR, OffsetStore, ReadOffset, ReadOffsetType, offset_storage_for,
+};
 use super::producer::{GroupNameError, check_group_name};
 use crate::Env;
 use crate::broker::processor::pull::pull_sys_flag;
@@ -57,7 +63,8 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(6);
 pub struct PullConsumerConfig {
     /// `consumerGroup`.
     pub group: String,
-    /// `messageModel`; only [`MessageModel::Clustering`] is supported.
+    /// `messageModel`: where the offsets live (the brokers when clustering, a local file
+    /// when broadcasting).
     pub message_model: MessageModel,
     /// `brokerSuspendMaxTimeMillis`: how long a broker may hold a blocking pull (20 s).
     pub broker_suspend_max_time: Duration,
@@ -68,6 +75,9 @@ pub struct PullConsumerConfig {
     pub consumer_pull_timeout: Duration,
     /// `registerTopics`: topics subscribed with `*` at start.
     pub register_topics: BTreeSet<String>,
+    /// Where a broadcasting consumer keeps its offsets (Java's
+    /// `rocketmq.client.localOffsetStoreDir`), a path on the consumer's disk.
+    pub local_offset_store_dir: String,
     /// The client settings, shared with the client instance.
     pub client: ClientConfig,
 }
@@ -81,6 +91,7 @@ impl Default for PullConsumerConfig {
             consumer_timeout_when_suspend: Duration::from_secs(30),
             consumer_pull_timeout: Duration::from_secs(10),
             register_topics: BTreeSet::new(),
+            local_offset_store_dir: DEFAULT_LOCAL_OFFSET_STORE_DIR.to_owned(),
             client: ClientConfig::default(),
         }
     }
@@ -109,10 +120,6 @@ pub enum PullConsumerError {
     /// The group is [`DEFAULT_CONSUMER_GROUP`]. Choose another.
     #[error("consumerGroup can not equal {DEFAULT_CONSUMER_GROUP}, please specify another one")]
     ReservedGroup,
-    /// Broadcasting needs Java's local offset file, which is not implemented. Use
-    /// clustering.
-    #[error("the broadcasting message model is not supported by this pull consumer")]
-    BroadcastingUnsupported,
     /// Another consumer of this group is registered with the same client instance. Use
     /// another group or instance name.
     #[error("the consumer group[{0}] has been created before, specify another name please")]
@@ -441,9 +448,6 @@ impl DefaultMqPullConsumer {
         if group == DEFAULT_CONSUMER_GROUP {
             return Err(PullConsumerError::ReservedGroup);
         }
-        if self.config.message_model != MessageModel::Clustering {
-            return Err(PullConsumerError::BroadcastingUnsupported);
-        }
         let instance = self.registry.get_or_create(
             &self.env,
             &self.config.client,
@@ -464,7 +468,16 @@ impl DefaultMqPullConsumer {
         let inner = Arc::new(PullConsumerInner {
             group: group.to_owned(),
             message_model: self.config.message_model,
-            offset_store: OffsetStore::new(group, Arc::new(InstanceOffsetBroker::new(&instance))),
+            offset_store: OffsetStore::new(
+                group,
+                offset_storage_for(
+                    self.config.message_model,
+                    &instance,
+                    &self.env.disk,
+                    &self.config.local_offset_store_dir,
+                    group,
+                ),
+            ),
             subscriptions: Mutex::new(subscriptions),
             subscribe_infos: Mutex::default(),
             pull_api: PullApiWrapper::default(),

@@ -47,8 +47,7 @@ use super::instance::{
     ClientInstance, ClientInstanceRegistry, ClientProcessorTable, MqConsumerInner, ServiceState,
 };
 use super::offset_store::{
-    DEFAULT_LOCAL_OFFSET_STORE_DIR, InstanceOffsetBroker, LocalFileOffsetStorage, OffsetStorage,
-    OffsetStore, ReadOffset, ReadOffsetType,
+    DEFAULT_LOCAL_OFFSET_STORE_DIR, OffsetStore, ReadOffset, ReadOffsetType, offset_storage_for,
 };
 use super::process_queue::{EXPIRED_MESSAGE_DELAY_LEVEL, FlowControlThresholds};
 use super::producer::{GroupNameError, Message, ProducerError, check_group_name};
@@ -383,7 +382,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The real [`RebalanceBroker`]: admin and lock calls through a client instance, held
-/// weakly for the reason [`InstanceOffsetBroker`] gives.
+/// weakly for the reason [`InstanceOffsetBroker`](super::offset_store::InstanceOffsetBroker) gives.
 #[derive(Debug, Clone)]
 pub struct InstanceRebalanceBroker {
     instance: Weak<ClientInstance>,
@@ -1128,22 +1127,20 @@ impl DefaultMqPushConsumer {
                 .collect();
             // Clustering groups also consume their retry topic (`copySubscription`);
             // broadcasting consumers never send back, so they have none.
-            let storage: Arc<dyn OffsetStorage> = match self.config.message_model {
-                MessageModel::Clustering => {
-                    let retry = retry_topic(&group);
-                    subscriptions.insert(
-                        retry.clone(),
-                        SubscriptionData::build(&retry, SUB_ALL, sub_version),
-                    );
-                    Arc::new(InstanceOffsetBroker::new(&instance))
-                }
-                MessageModel::Broadcasting => Arc::new(LocalFileOffsetStorage::new(
-                    self.env.disk.clone(),
-                    &self.config.local_offset_store_dir,
-                    instance.client_id(),
-                    &group,
-                )),
-            };
+            if self.config.message_model == MessageModel::Clustering {
+                let retry = retry_topic(&group);
+                subscriptions.insert(
+                    retry.clone(),
+                    SubscriptionData::build(&retry, SUB_ALL, sub_version),
+                );
+            }
+            let storage = offset_storage_for(
+                self.config.message_model,
+                &instance,
+                &self.env.disk,
+                &self.config.local_offset_store_dir,
+                &group,
+            );
             let offset_store = Arc::new(OffsetStore::new(group.as_str(), storage));
             let mut rebalance = Rebalance::new(
                 RebalanceConfig {
