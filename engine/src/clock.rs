@@ -40,11 +40,19 @@ pub type SharedClock = Arc<dyn Clock>;
 #[error("deadline elapsed")]
 pub struct Elapsed;
 
+/// How far a sleep too long for an [`Instant`] reaches: about 30 years, as tokio's own.
+pub const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// Conveniences built on [`Clock`].
 pub trait ClockExt: Clock {
-    /// Sleeps for `duration`.
+    /// Sleeps for `duration`. A duration too long for an [`Instant`] (a setting of
+    /// `u64::MAX` ms, say) sleeps for [`FAR_FUTURE`] instead of overflowing.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        self.sleep_until(self.instant() + duration)
+        let now = self.instant();
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + FAR_FUTURE);
+        self.sleep_until(deadline)
     }
 
     /// Runs `future` until it finishes or `duration` passes, whichever is first.
@@ -164,5 +172,24 @@ pub(crate) mod test_support {
                 futures::future::pending().boxed()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::FutureExt;
+
+    use super::ClockExt;
+    use super::test_support::StepClock;
+
+    #[tokio::test]
+    async fn a_sleep_too_long_for_an_instant_waits_instead_of_panicking() {
+        let clock = StepClock::at(1_700_000_000_000);
+        assert!(clock.sleep(Duration::MAX).now_or_never().is_none());
+        let timed = clock.timeout(Duration::from_millis(u64::MAX), async { 7 });
+        assert_eq!(timed.now_or_never(), Some(Ok(7)));
+        assert!(clock.sleep(Duration::ZERO).now_or_never().is_some());
     }
 }

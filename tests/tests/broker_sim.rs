@@ -17,8 +17,8 @@ use ferrocket_engine::store::config::FlushDiskType;
 use ferrocket_engine::store::message::decode_records;
 use ferrocket_sim::{CrashKind, SimDiskFaults};
 use ferrocket_tests::sim_broker::{
-    BROKER, NAMESRV, bodies, client, client_node, pull_all, pull_request, send_eventually,
-    send_request, start_broker, start_namesrv,
+    BROKER, NAMESRV, bodies, client, client_node, create_topic, pull_all, pull_request,
+    send_eventually, send_request, start_broker, start_namesrv,
 };
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
@@ -201,6 +201,13 @@ async fn a_topic_created_on_send_is_routed_by_the_time_the_send_is_answered() {
                 );
             }
             disk.set_faults(SimDiskFaults::default());
+            // UPDATE_AND_CREATE_TOPIC is answered after the registration as well.
+            create_topic(&client, BROKER, "AdminMade", 4).await;
+            assert_eq!(
+                route_code(&client, "AdminMade").await,
+                response_code::SUCCESS,
+                "AdminMade was answered before the name server could route it"
+            );
 
             let net = NetSim::current();
             net.clog_link(broker, namesrv);

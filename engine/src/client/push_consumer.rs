@@ -906,11 +906,10 @@ impl PushInner {
             return;
         }
         let mut failed = Vec::new();
-        if status == ConsumeStatus::ReconsumeLater
-            && self.config.message_model == MessageModel::Broadcasting
-        {
-            // Java's `processConsumeResult`: a broadcasting consumer has no retry topic of
-            // its own to come back through, so what it fails to consume is dropped.
+        // Java's `processConsumeResult`: a clustering consumer sends what failed back; a
+        // broadcasting one has no retry topic to get it back through, and drops it.
+        let reconsume = status == ConsumeStatus::ReconsumeLater;
+        if reconsume && self.config.message_model == MessageModel::Broadcasting {
             for message in &messages {
                 tracing::warn!(
                     ?queue,
@@ -918,7 +917,7 @@ impl PushInner {
                     "broadcasting: the message consume failed, drop it"
                 );
             }
-        } else if status == ConsumeStatus::ReconsumeLater {
+        } else if reconsume {
             for message in &messages {
                 if let Err(error) = self.send_back(&queue, message, 0).await {
                     tracing::warn!(?queue, offset = message.queue_offset, %error, "send message back failed");
