@@ -33,8 +33,9 @@
 //!   async worker; under `--cfg madsim` (and outside any runtime) they run inline.
 //!
 //! This crate is the only place in the project with `unsafe` code: copying to and from the
-//! mapping. Bounds are checked before every access, and the store never writes a range
-//! that another task reads concurrently, except appending past what readers may see.
+//! mapping, and views of it. Bounds are checked before every access, and the store never
+//! writes a range that another task reads or views, except appending past what readers may
+//! see.
 
 // The workspace denies `unsafe_code`; this crate exists to hold the one piece of the project
 // that needs it (raw copies into memory-mapped segments). Each block carries its SAFETY
@@ -428,6 +429,31 @@ impl Drop for MmapSegment {
 #[cfg(all(target_os = "linux", not(madsim)))]
 const RELEASE_CHUNK: usize = 16 * 1024 * 1024;
 
+/// Reads shorter than this are copied out of the mapping rather than viewed in it.
+const VIEW_MIN_LEN: usize = 256;
+
+/// `len` bytes of a segment's mapping from `start`, checked to lie within it; the owner of a
+/// [`MmapSegment::read`] view. It holds a segment handle, so the last view of a deleted
+/// segment releases it as the last handle does (off the async workers).
+struct MappedRange {
+    segment: MmapSegment,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `start + len <= size` was checked when the range was made, and the mapping
+        // is `size` bytes long and lives as long as the segment handle held here. The store
+        // reads only bytes it has finished writing and does not write them again while a
+        // view may exist (see `MmapSegment::read`), so the bytes do not change under the
+        // returned slice.
+        unsafe {
+            std::slice::from_raw_parts(self.segment.inner.map.as_ptr().add(self.start), self.len)
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SegmentInner {
     path: String,
@@ -561,15 +587,23 @@ impl Segment for MmapSegment {
         Ok(())
     }
 
-    /// One copy out of the mapping, without first zero-filling a buffer as the default does:
-    /// the reput service reads every appended byte this way, and pulls every message.
+    /// A view of the mapping, not a copy, from [`VIEW_MIN_LEN`] bytes up (a short read is
+    /// copied: the view's shared owner costs more than a few bytes of copying). The reput
+    /// service reads every appended byte this way, and pulls every message. The view keeps
+    /// the segment mapped for as long as it lives; the store reads only what it has finished
+    /// writing, and never writes that range again while the broker runs (it appends past it;
+    /// only recovery, before any reader, rewrites), so the viewed bytes do not change.
     fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let start = self.inner.checked_range(offset, len)?;
-        // SAFETY: as in `read_at`: `start + len <= size`, the mapping lives as long as
-        // `self.inner`, and no write to this range is concurrent. The slice lives only for
-        // the copy.
-        let mapped = unsafe { std::slice::from_raw_parts(self.inner.map.as_ptr().add(start), len) };
-        Ok(Bytes::copy_from_slice(mapped))
+        let view = MappedRange {
+            segment: self.clone(),
+            start,
+            len,
+        };
+        if len < VIEW_MIN_LEN {
+            return Ok(Bytes::copy_from_slice(view.as_ref()));
+        }
+        Ok(Bytes::from_owner(view))
     }
 
     fn sync(&self, range: Range<u64>) -> BoxFuture<'static, io::Result<()>> {
@@ -930,6 +964,36 @@ mod tests {
             let offset = offset as usize;
             assert_eq!(&file[offset..offset + bytes.len()], bytes);
         }
+    }
+
+    #[test]
+    fn a_read_views_the_mapping_and_outlives_the_segment_and_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = MmapDisk::open(dir.path()).unwrap();
+        let segment = disk.open_segment("commitlog/000", 8192).unwrap();
+        let record: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
+        segment.write_at(4000, &record).unwrap();
+        segment.write_at(10, b"short").unwrap();
+
+        // Two views of one range are the same memory; two copies are not.
+        let view = segment.read(4000, record.len()).unwrap();
+        let again = segment.read(4000, record.len()).unwrap();
+        assert_eq!(view.as_ptr(), again.as_ptr(), "a long read is a view");
+        let short = segment.read(10, 5).unwrap();
+        let short_again = segment.read(10, 5).unwrap();
+        assert_ne!(
+            short.as_ptr(),
+            short_again.as_ptr(),
+            "a short read is a copy"
+        );
+        assert_eq!(&short[..], b"short");
+
+        // The view holds the mapping: the segment handle and its file may go first.
+        drop(segment);
+        disk.remove_file("commitlog/000").unwrap();
+        assert!(!dir.path().join("commitlog/000").exists());
+        assert_eq!(&view[..], &record[..]);
+        assert_eq!(&view.slice(100..200)[..], &record[100..200]);
     }
 
     #[test]

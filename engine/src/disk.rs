@@ -86,7 +86,9 @@ pub trait Segment: Send + Sync + Debug {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
     /// Reads `len` bytes at `offset`. Implementations may return a view of mapped memory
-    /// rather than a copy.
+    /// rather than a copy, so the range must not be written again while the returned bytes
+    /// live: read what is finished, and use [`read_at`](Self::read_at) for a range about to
+    /// be rewritten.
     fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = vec![0u8; len];
         self.read_at(offset, &mut buf)?;

@@ -550,11 +550,14 @@ const ZERO_CHUNK: usize = 64 * 1024;
 /// already. Returns whether anything was written.
 fn zero_segment_tail(file: &MappedFile, position: u64) -> io::Result<bool> {
     let zeros = vec![0u8; ZERO_CHUNK];
+    // Read into a buffer of its own, not a view (`Segment::read`): this range is rewritten.
+    let mut current = vec![0u8; ZERO_CHUNK];
     let mut at = position;
     let mut wrote = false;
     while at < file.file_size {
         let len = ZERO_CHUNK.min((file.file_size - at) as usize);
-        let current = file.segment.read(at, len)?;
+        let current = &mut current[..len];
+        file.segment.read_at(at, current)?;
         if current.iter().any(|&b| b != 0) {
             file.segment.write_at(at, &zeros[..len])?;
             wrote = true;
