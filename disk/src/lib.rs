@@ -587,7 +587,7 @@ impl Segment for MmapSegment {
         Ok(())
     }
 
-    /// A view of the mapping, not a copy, from [`VIEW_MIN_LEN`] bytes up (a short read is
+    /// A view of the mapping, not a copy, from 256 bytes up (`VIEW_MIN_LEN`; a short read is
     /// copied: the view's shared owner costs more than a few bytes of copying). The reput
     /// service reads every appended byte this way, and pulls every message. The view keeps
     /// the segment mapped for as long as it lives; the store reads only what it has finished
