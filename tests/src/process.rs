@@ -6,6 +6,8 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -46,11 +48,46 @@ pub fn binary(name: &str) -> PathBuf {
         })
 }
 
-/// A loopback address with a port that is free now.
+/// A loopback address with a port that is free now, for a server started next.
+///
+/// The port comes from below the kernel's ephemeral range, where the tests' own outgoing
+/// connections take their local ports: a port drawn from that range (by binding port 0) could
+/// be taken by a client's connection between the draw and the server's bind, and the server
+/// would then fail to start. Each port is handed out once per process, from an offset of the
+/// process's own, so parallel tests never draw the same one, and it is bound once to check
+/// that nothing else holds it. Where the ephemeral range leaves no room below it, port 0 is
+/// bound instead.
 pub fn free_loopback_addr() -> SocketAddr {
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let ports = server_ports();
+    if !ports.is_empty() {
+        let span = u32::from(ports.end - ports.start);
+        let next =
+            NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % span));
+        for _ in 0..span {
+            let port = ports.start + (next.fetch_add(1, Ordering::Relaxed) % span) as u16;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                return listener
+                    .local_addr()
+                    .expect("a bound listener has an address");
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a loopback port can be bound")
+}
+
+/// The ports [`free_loopback_addr`] hands out: from 10000 up to the start of the kernel's
+/// ephemeral range (`ip_local_port_range`, 32768 by default), empty where that range starts
+/// lower.
+fn server_ports() -> std::ops::Range<u16> {
+    const LOWEST: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    LOWEST..ephemeral_start.max(LOWEST)
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -361,5 +398,26 @@ pub fn run_script_with_stderr(
         status,
         stdout: read_text(&stdout_path),
         stderr: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn server_ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let ports = server_ports();
+        let mut seen = HashSet::new();
+        for _ in 0..64 {
+            let addr = free_loopback_addr();
+            assert!(seen.insert(addr.port()), "{addr} was handed out twice");
+            if !ports.is_empty() {
+                assert!(ports.contains(&addr.port()), "{addr} is outside {ports:?}");
+            }
+            TcpListener::bind(addr).unwrap_or_else(|error| panic!("{addr} is not free: {error}"));
+        }
     }
 }
