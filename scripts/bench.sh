@@ -240,6 +240,10 @@ def cpu(summary, key):
     cost = summary.get(key)
     return cost["us_per_msg"] if cost else None
 
+def machine(summary, field):
+    split = summary.get("machine_cpu")
+    return split[field] if split else None
+
 def threads_text(threads):
     if threads == 0:
         return "one worker thread per core"
@@ -255,8 +259,8 @@ print(f"ferrocket {params['commit']}, {params['date']}, {os.cpu_count()} CPUs ({
       f"offset by a pull and then a push consumer). "
       f"Medians, (min–max) where shown. Raw summaries: {results}/")
 print()
-print("| workload | msgs/s | MB/s | send p50 ms | send p99 ms | p99.9 ms | max ms | errors | broker µs/msg | mqbench µs/msg | broker RssAnon MiB idle / after | load 1m |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| workload | msgs/s | MB/s | send p50 ms | send p99 ms | p99.9 ms | max ms | errors | broker µs/msg | mqbench µs/msg | broker RssAnon MiB idle / after | load 1m | CPUs idle / stolen |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 def rank(name):
     base = re.sub(r"-(pull|push|write)$", "", name)
     part = ["write", "pull", "push"].index(name.rsplit("-", 1)[1]) if base != name else 0
@@ -283,6 +287,8 @@ for name, entries in sorted(rows.items(), key=lambda item: rank(item[0])):
         med([cpu(s, "client_cpu") for s in sums], 1),
         f"{med(idle, 0)} / {med(after, 0)}",
         med([m.get("load_1m") for _, m in entries], 1),
+        f"{med([machine(s, 'idle_cpus') for s in sums], 2)} / "
+        f"{med([machine(s, 'steal_cpus') for s in sums], 2, True)}",
     ]
     print("| " + " | ".join(cells) + " |")
 EOF

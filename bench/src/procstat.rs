@@ -2,7 +2,8 @@
 //! with `--broker-pid`, the broker under test — so a run reports CPU microseconds per message
 //! on each side and the broker's memory split into anonymous (heap, buffers) and file-backed
 //! (mapped commit-log pages) resident sets, which an mmap-based store must keep apart to be
-//! judged fairly.
+//! judged fairly. The whole machine's CPU split (`/proc/stat`) says what else ran beside them,
+//! and on a virtual machine how much of its CPUs' time the hypervisor took (steal).
 //!
 //! Elsewhere than Linux, or for a process that is gone, the readings are `None` and the
 //! summary leaves the fields out.
@@ -90,6 +91,74 @@ pub fn parse_memory(status: &str) -> Option<Memory> {
     })
 }
 
+/// The whole machine's CPU time so far, summed over its CPUs, in clock ticks: the first line
+/// of `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// `user + nice + system + irq + softirq` (guest time is counted in `user`).
+    pub busy: u64,
+    /// `idle + iowait`.
+    pub idle: u64,
+    /// `steal`: time a virtual CPU wanted to run while the hypervisor ran something else.
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    /// The machine's ticks now.
+    pub fn now() -> Option<Self> {
+        parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+}
+
+/// The [`MachineTicks`] in the text of `/proc/stat`.
+pub fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = ticks[..] else {
+        return None;
+    };
+    Some(MachineTicks {
+        busy: user + nice + system + irq + softirq,
+        idle: idle + iowait,
+        steal,
+    })
+}
+
+/// How the machine's CPUs spent the measured window, each as the number of CPUs kept so on
+/// average.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MachineCpu {
+    /// Running anything: the load generator, the broker and whatever else runs here.
+    pub busy_cpus: f64,
+    /// Idle, or waiting for I/O.
+    pub idle_cpus: f64,
+    /// Taken by the hypervisor.
+    pub steal_cpus: f64,
+}
+
+impl MachineCpu {
+    /// The split between two readings `window` apart.
+    pub fn between(before: MachineTicks, after: MachineTicks, window: Duration) -> Self {
+        let cpus = |from: u64, to: u64| {
+            if window.is_zero() {
+                0.0
+            } else {
+                to.saturating_sub(from) as f64 / USER_HZ as f64 / window.as_secs_f64()
+            }
+        };
+        Self {
+            busy_cpus: cpus(before.busy, after.busy),
+            idle_cpus: cpus(before.idle, after.idle),
+            steal_cpus: cpus(before.steal, after.steal),
+        }
+    }
+}
+
 /// CPU cost of a process over the measured window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct CpuCost {
@@ -158,6 +227,28 @@ mod tests {
                     .is_some_and(|memory| memory.rss_kib > 0)
             );
         }
+    }
+
+    #[test]
+    fn the_machine_split_counts_iowait_as_idle_and_steal_apart() {
+        let before = "cpu  100 10 50 1000 20 5 5 30 0 0\ncpu0 50 5 25 500 10 2 3 15 0 0\n";
+        let after = "cpu  200 10 90 1100 40 5 15 70 0 0\ncpu0 x\n";
+        let before = parse_machine_ticks(before).unwrap();
+        let after = parse_machine_ticks(after).unwrap();
+        assert_eq!(
+            before,
+            MachineTicks {
+                busy: 170,
+                idle: 1020,
+                steal: 30
+            }
+        );
+        let split = MachineCpu::between(before, after, Duration::from_secs(2));
+        assert_eq!(split.busy_cpus, 0.75);
+        assert_eq!(split.idle_cpus, 0.6);
+        assert_eq!(split.steal_cpus, 0.2);
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(parse_machine_ticks("intr 5\n"), None);
     }
 
     #[test]

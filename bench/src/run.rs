@@ -19,7 +19,7 @@ use crate::cli::{
 };
 use crate::consume::{self, ConsumeSink};
 use crate::control::{Phase, Stop, Timeline, WallClock};
-use crate::procstat::{CpuCost, Memory, Process};
+use crate::procstat::{CpuCost, MachineCpu, MachineTicks, Memory, Process};
 use crate::produce::{SendPlan, send_loop, start_producers};
 use crate::stats::{
     FirstErrors, LatencySummary, Recorder, Window, format_ms, live_line, mb_per_s, per_second,
@@ -112,6 +112,8 @@ pub struct Summary {
     pub broker_cpu: Option<CpuCost>,
     /// The broker's memory at the end of the measured window (with `--broker-pid`).
     pub broker_memory: Option<Memory>,
+    /// How the machine's CPUs spent the measured window.
+    pub machine_cpu: Option<MachineCpu>,
 }
 
 /// CPU time used so far by the load generator and the broker, read at one instant.
@@ -120,6 +122,7 @@ struct CpuReading {
     at: Instant,
     client: Option<Duration>,
     broker: Option<Duration>,
+    machine: Option<MachineTicks>,
 }
 
 /// CPU readings of the load generator and the broker at the start of the measured window,
@@ -142,6 +145,7 @@ impl CpuWindow {
                 at: Instant::now(),
                 client: Process::Own.cpu_time(),
                 broker: broker.and_then(|pid| Process::Pid(pid).cpu_time()),
+                machine: MachineTicks::now(),
             });
         });
         Self {
@@ -167,6 +171,10 @@ impl CpuWindow {
             ))
         };
         summary.client_cpu = cost(start.client, Process::Own.cpu_time());
+        summary.machine_cpu = start
+            .machine
+            .zip(MachineTicks::now())
+            .map(|(before, after)| MachineCpu::between(before, after, window));
         if let Some(pid) = self.broker {
             let broker = Process::Pid(pid);
             summary.broker_cpu = cost(start.broker, broker.cpu_time());
@@ -221,6 +229,7 @@ impl Summary {
             client_cpu: None,
             broker_cpu: None,
             broker_memory: None,
+            machine_cpu: None,
         }
     }
 
@@ -288,6 +297,12 @@ impl Summary {
                     cost.cores, cost.us_per_msg
                 ));
             }
+        }
+        if let Some(machine) = &self.machine_cpu {
+            text.push_str(&format!(
+                "  machine      {:.2} CPUs busy, {:.2} idle, {:.2} taken by the hypervisor (steal)\n",
+                machine.busy_cpus, machine.idle_cpus, machine.steal_cpus
+            ));
         }
         if let Some(memory) = &self.broker_memory {
             text.push_str(&format!(
