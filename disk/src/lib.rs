@@ -443,14 +443,7 @@ struct MappedRange {
 
 impl AsRef<[u8]> for MappedRange {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: `start + len <= size` was checked when the range was made, and the mapping
-        // is `size` bytes long and lives as long as the segment handle held here. The store
-        // reads only bytes it has finished writing and does not write them again while a
-        // view may exist (see `MmapSegment::read`), so the bytes do not change under the
-        // returned slice.
-        unsafe {
-            std::slice::from_raw_parts(self.segment.inner.map.as_ptr().add(self.start), self.len)
-        }
+        self.segment.inner.mapped(self.start, self.len)
     }
 }
 
@@ -465,6 +458,16 @@ struct SegmentInner {
 }
 
 impl SegmentInner {
+    /// The mapped bytes of `start..start + len`, a range [`checked_range`](Self::checked_range)
+    /// returned.
+    fn mapped(&self, start: usize, len: usize) -> &[u8] {
+        // SAFETY: `start + len <= size` (checked by `checked_range`), and the mapping is
+        // `size` bytes long and lives as long as `self`, which the slice borrows. The store
+        // reads only bytes it has finished writing and does not write them again while they
+        // are read or viewed (see `MmapSegment::read`), so they do not change under the slice.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start), len) }
+    }
+
     /// The mapping offset of `offset..offset + len` if it lies within the segment.
     fn checked_range(&self, offset: u64, len: usize) -> io::Result<usize> {
         let end = u64::try_from(len)
@@ -573,17 +576,7 @@ impl Segment for MmapSegment {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let start = self.inner.checked_range(offset, buf.len())?;
-        // SAFETY: `checked_range` proved `start + buf.len() <= size`, and the mapping is
-        // `size` bytes long and lives as long as `self.inner`, so the source is valid for
-        // reads. `buf` is an exclusive Rust slice distinct from the mapping. Readers only read
-        // what writers have finished publishing, so no write to this range is concurrent.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.inner.map.as_ptr().add(start),
-                buf.as_mut_ptr(),
-                buf.len(),
-            );
-        }
+        buf.copy_from_slice(self.inner.mapped(start, buf.len()));
         Ok(())
     }
 
@@ -595,15 +588,14 @@ impl Segment for MmapSegment {
     /// only recovery, before any reader, rewrites), so the viewed bytes do not change.
     fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let start = self.inner.checked_range(offset, len)?;
-        let view = MappedRange {
+        if len < VIEW_MIN_LEN {
+            return Ok(Bytes::copy_from_slice(self.inner.mapped(start, len)));
+        }
+        Ok(Bytes::from_owner(MappedRange {
             segment: self.clone(),
             start,
             len,
-        };
-        if len < VIEW_MIN_LEN {
-            return Ok(Bytes::copy_from_slice(view.as_ref()));
-        }
-        Ok(Bytes::from_owner(view))
+        }))
     }
 
     fn sync(&self, range: Range<u64>) -> BoxFuture<'static, io::Result<()>> {
