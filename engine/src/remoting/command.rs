@@ -80,6 +80,15 @@ impl ExtFields {
     /// moving it past `key`'s place: reading keys in the order they sort takes one or two
     /// comparisons each, any other order a binary search.
     pub(crate) fn get_from(&self, key: &str, cursor: &mut usize) -> Option<&str> {
+        // Keys are unique, so the key at the cursor being the one asked for settles it: one
+        // equality test (length first), where ordering it against its neighbours compares
+        // both of them.
+        if let Some((found, value)) = self.0.get(*cursor)
+            && equal_short(found.as_bytes(), key.as_bytes())
+        {
+            *cursor += 1;
+            return Some(value.as_str());
+        }
         match self.position_near(key, *cursor) {
             Ok(index) => {
                 *cursor = index + 1;
@@ -145,6 +154,11 @@ fn compare_short(a: &[u8], b: &[u8]) -> Ordering {
         }
     }
     a.len().cmp(&b.len())
+}
+
+/// Whether two short strings are equal, lengths first, without a call to `memcmp`.
+fn equal_short(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl fmt::Debug for ExtFields {

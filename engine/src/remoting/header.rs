@@ -135,7 +135,9 @@ macro_rules! integer_scalar {
     ($($ty:ty),*) => {$(
         impl HeaderScalar for $ty {
             fn parse(value: &str) -> Option<Self> {
-                value.trim().parse().ok()
+                // Clients send bare digits; only a value that does not parse as it is pays
+                // for trimming (Unicode whitespace, as Java's `String.trim` and more).
+                value.parse().ok().or_else(|| value.trim().parse().ok())
             }
             fn render(&self) -> CompactString {
                 // The digits, as Java's `String.valueOf`, without the formatting machinery:

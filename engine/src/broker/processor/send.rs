@@ -155,9 +155,9 @@ impl SendMessageProcessor {
             Ok::<_, ProcessError>((target.queue_id, result))
         };
         Ok(match put.await {
-            Ok((queue_id, pending)) => {
-                let response = self.put_result_response(request, queue_id, &pending.result);
-                match pending.flush {
+            Ok((queue_id, PendingPut { result, flush })) => {
+                let response = self.put_result_response(request, queue_id, result);
+                match flush {
                     None => Some(response),
                     Some(_) if request.is_oneway() => None,
                     Some(flush) => {
@@ -475,7 +475,7 @@ impl SendMessageProcessor {
         &self,
         request: &RemotingCommand,
         queue_id: i32,
-        result: &PutMessageResult,
+        result: PutMessageResult,
     ) -> RemotingCommand {
         use PutMessageStatus as S;
         if let Some(remark) = &result.remark {
@@ -512,22 +512,23 @@ impl SendMessageProcessor {
                 Some("UNKNOWN_ERROR".to_owned()),
             ),
         };
-        let response = send_response(request, code, remark);
         if !result.status.is_stored() {
-            return response;
+            return send_response(request, code, remark);
         }
         let append = result
             .append
-            .as_ref()
             .expect("the store reports where every stored message landed");
-        response.with_header(&SendMessageResponseHeader {
-            msg_id: append.msg_id.clone(),
-            queue_id,
-            queue_offset: append.logics_offset,
-            transaction_id: None,
-            msg_region: Some(REGION_ID_DEFAULT.to_owned()),
-            trace_on: Some(TRACE_ON_DEFAULT),
-        })
+        // The header carries the region and trace switch `send_response` adds to a refusal.
+        RemotingCommand::response_to(request, code, remark).with_header(
+            &SendMessageResponseHeader {
+                msg_id: append.msg_id,
+                queue_id,
+                queue_offset: append.logics_offset,
+                transaction_id: None,
+                msg_region: Some(REGION_ID_DEFAULT.to_owned()),
+                trace_on: Some(TRACE_ON_DEFAULT),
+            },
+        )
     }
 
     /// Java's remark for MESSAGE_ILLEGAL and PROPERTIES_SIZE_EXCEEDED.

@@ -919,7 +919,7 @@ async fn every_put_status_maps_to_the_java_response_code() {
             append: status.is_stored().then(|| append.clone()),
             remark: None,
         };
-        let response = broker.processor.put_result_response(&request, 2, &result);
+        let response = broker.processor.put_result_response(&request, 2, result);
         assert_eq!(response.code, code, "{status:?}");
         assert_eq!(field(&response, "MSG_REGION"), "DefaultRegion");
         assert_eq!(field(&response, "TRACE_ON"), "true");
