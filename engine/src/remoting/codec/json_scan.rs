@@ -135,22 +135,28 @@ impl<'a> Scanner<'a> {
     /// A string with its escapes resolved.
     ///
     /// Most strings have no escape: one search finds the closing quote and the run is copied
-    /// once. Property lists escape their separators (`\u0001`, `\u0002`), so an escaped
-    /// string is assembled run by run. The header was checked as UTF-8 as a whole, and runs
-    /// start and end at ASCII delimiters, so no run is checked again. A control character
-    /// (JSON requires them escaped) declines.
+    /// once, inline at every call. An escaped string (property lists escape their separators,
+    /// `\u0001` and `\u0002`) goes to [`escaped_string`](Self::escaped_string), out of line.
+    #[inline]
     fn string(&mut self) -> Option<CompactString> {
         self.expect(b'"')?;
-        let mut run = find_escaped(&self.json[self.pos..])?;
-        let mut text = match self.json[self.pos + run] {
-            b'"' => {
-                let text = self.text.get(self.pos..self.pos + run)?;
-                self.pos += run + 1;
-                return Some(CompactString::from(text));
-            }
-            b'\\' => String::with_capacity((self.json.len() - self.pos).min(2 * run + 64)),
-            _ => return None,
-        };
+        let run = find_escaped(&self.json[self.pos..])?;
+        if self.json[self.pos + run] != b'"' {
+            return self.escaped_string(run);
+        }
+        let text = self.text.get(self.pos..self.pos + run)?;
+        self.pos += run + 1;
+        Some(CompactString::from(text))
+    }
+
+    /// The rest of a string whose first `run` bytes are plain and followed by an escape or a
+    /// control character, assembled run by run. The header was checked as UTF-8 as a whole,
+    /// and runs start and end at ASCII delimiters, so no run is checked again. A control
+    /// character (JSON requires them escaped) declines.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, mut run: usize) -> Option<CompactString> {
+        let mut text = String::with_capacity((self.json.len() - self.pos).min(2 * run + 64));
         loop {
             text.push_str(self.text.get(self.pos..self.pos + run)?);
             let delimiter = self.json[self.pos + run];
