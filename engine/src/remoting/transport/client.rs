@@ -260,11 +260,14 @@ impl RemotingClient {
 
     /// The open connection to `addr`, connecting if needed within `timeout`.
     async fn channel(&self, addr: &str, timeout: Duration) -> Result<Channel, RemotingError> {
-        let slot = self
-            .lock_slots()
-            .entry(addr.to_owned())
-            .or_default()
-            .clone();
+        let slot = self.slot(addr);
+        // Every request passes here: while the connection is open and nobody is connecting,
+        // take it without arming a timer for the wait.
+        if let Ok(guard) = slot.try_lock()
+            && let Some(channel) = guard.as_ref().filter(|c| !c.is_closed())
+        {
+            return Ok(channel.clone());
+        }
         let mut guard = match self.clock.timeout(timeout, slot.lock()).await {
             Ok(guard) => guard,
             Err(_) => {
@@ -359,6 +362,15 @@ impl RemotingClient {
             *guard = None;
         }
         channel.close();
+    }
+
+    /// The connection slot of `addr`, created empty on first use.
+    fn slot(&self, addr: &str) -> Slot {
+        let mut slots = self.lock_slots();
+        match slots.get(addr) {
+            Some(slot) => slot.clone(),
+            None => slots.entry(addr.to_owned()).or_default().clone(),
+        }
     }
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
