@@ -182,3 +182,52 @@ async fn idle_connection_is_closed_after_120_s_and_the_client_reconnects() {
         .await
         .expect("client task");
 }
+
+#[madsim::test]
+async fn concurrent_requests_share_one_connect_and_then_its_open_connection() {
+    let handle = Handle::current();
+    let log = Arc::new(EventLog::default());
+    let listener: Arc<dyn ChannelEventListener> = log.clone();
+    handle
+        .create_node()
+        .name("server")
+        .ip("10.0.0.1".parse().unwrap())
+        .init(move || serve_forever_with(Some(listener.clone())))
+        .build();
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    client_node
+        .spawn(async move {
+            let client = Arc::new(RemotingClient::new(
+                TokioNet::shared(),
+                SystemClock::shared(),
+                Rng::shared(6),
+                ClientConfig::default(),
+                ProcessorTable::new(),
+                None,
+            ));
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            // Two rounds: the first finds no connection (one caller connects, the others wait
+            // for it), the second finds it open.
+            for round in 0..2 {
+                let requests = (0..16).map(|index| {
+                    let client = client.clone();
+                    async move {
+                        let text = format!("{round}-{index}");
+                        let response = client
+                            .invoke(SERVER_ADDR, echo(&text), Duration::from_secs(3))
+                            .await
+                            .expect("every request is answered");
+                        assert_eq!(response.body.as_ref(), text.as_bytes());
+                    }
+                });
+                futures::future::join_all(requests).await;
+            }
+            assert_eq!(*log.0.lock().unwrap(), vec![ChannelEvent::Connect]);
+        })
+        .await
+        .expect("client task");
+}
