@@ -136,7 +136,7 @@ macro_rules! integer_scalar {
         impl HeaderScalar for $ty {
             fn parse(value: &str) -> Option<Self> {
                 // Clients send bare digits; only a value that does not parse as it is pays
-                // for trimming (Unicode whitespace, as Java's `String.trim` and more).
+                // for the lenient reading of a padded number (surrounding whitespace).
                 value.parse().ok().or_else(|| value.trim().parse().ok())
             }
             fn render(&self) -> CompactString {
