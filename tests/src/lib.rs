@@ -21,8 +21,22 @@ use std::time::Duration;
 use ferrocket_engine::clock::{ClockExt, SharedClock};
 use ferrocket_engine::remoting::RemotingCommand;
 use ferrocket_engine::remoting::transport::{
-    Channel, ExecutorConfig, ProcessError, ProcessorTable, RequestProcessor,
+    Channel, ClientConfig, ExecutorConfig, ProcessError, ProcessorTable, RemotingClient,
+    RequestProcessor,
 };
+
+/// A remoting client with default settings and nothing to serve, its randomness seeded with
+/// `seed`, on the build's network and clock (tokio's, or madsim's in the simulation build).
+pub fn remoting_client(seed: u64) -> RemotingClient {
+    RemotingClient::new(
+        ferrocket_net::TokioNet::shared(),
+        ferrocket_net::SystemClock::shared(),
+        ferrocket_engine::rng::Rng::shared(seed),
+        ClientConfig::default(),
+        ProcessorTable::new(),
+        None,
+    )
+}
 
 /// Request code answered with the request's body and ext fields.
 pub const ECHO: i32 = 9001;

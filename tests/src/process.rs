@@ -290,18 +290,10 @@ pub fn python_script(name: &str) -> PathBuf {
 /// [`STARTUP_MAX`].
 pub fn wait_for_route(namesrv: SocketAddr, topic: &str) {
     use ferrocket_engine::remoting::headers::GetRouteInfoRequestHeader;
-    use ferrocket_engine::remoting::transport::{ClientConfig, ProcessorTable, RemotingClient};
     use ferrocket_engine::remoting::{RemotingCommand, request_code};
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the route probe");
     runtime.block_on(async {
-        let client = RemotingClient::new(
-            ferrocket_net::TokioNet::shared(),
-            ferrocket_net::SystemClock::shared(),
-            ferrocket_engine::rng::Rng::shared(1),
-            ClientConfig::default(),
-            ProcessorTable::new(),
-            None,
-        );
+        let client = crate::remoting_client(1);
         let deadline = Instant::now() + STARTUP_MAX;
         loop {
             let request = RemotingCommand::request_with_header(

@@ -9,14 +9,10 @@ use ferrocket_engine::broker::config::BrokerConfig;
 use ferrocket_engine::broker::controller::BrokerController;
 use ferrocket_engine::namesrv::{NamesrvConfig, NamesrvController};
 use ferrocket_engine::remoting::headers::{PullMessageRequestHeader, SendMessageRequestHeaderV2};
-use ferrocket_engine::remoting::transport::{
-    ClientConfig, NettyServerConfig, ProcessorTable, RemotingClient,
-};
+use ferrocket_engine::remoting::transport::{NettyServerConfig, RemotingClient};
 use ferrocket_engine::remoting::{RemotingCommand, request_code, response_code};
-use ferrocket_engine::rng::Rng;
 use ferrocket_engine::store::config::{FlushDiskType, MessageStoreConfig};
 use ferrocket_engine::store::message::{StoredMessage, decode_records};
-use ferrocket_net::{SystemClock, TokioNet};
 use ferrocket_sim::SimDisk;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -124,14 +120,7 @@ pub fn client_node_named(handle: &Handle, name: &str, ip: &str) -> madsim::runti
 
 /// A remoting client for the simulated client node.
 pub fn client() -> RemotingClient {
-    RemotingClient::new(
-        TokioNet::shared(),
-        SystemClock::shared(),
-        Rng::shared(3),
-        ClientConfig::default(),
-        ProcessorTable::new(),
-        None,
-    )
+    crate::remoting_client(3)
 }
 
 /// SEND_MESSAGE_V2 of `body` to `topic` queue 0 with `properties` (encoded: pairs

@@ -25,13 +25,12 @@ use ferrocket_engine::remoting::headers::{
     RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, WipeWritePermOfBrokerRequestHeader,
     WipeWritePermOfBrokerResponseHeader,
 };
-use ferrocket_engine::remoting::transport::{
-    ClientConfig, NettyServerConfig, ProcessorTable, RemotingClient,
-};
+use ferrocket_engine::remoting::transport::{NettyServerConfig, RemotingClient};
 use ferrocket_engine::remoting::{RemotingCommand, request_code as rc, response_code};
 use ferrocket_engine::rng::Rng;
 use ferrocket_net::{SystemClock, TokioNet};
 use ferrocket_sim::SimDisk;
+use ferrocket_tests::remoting_client;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const CLUSTER: &str = "DefaultCluster";
@@ -71,17 +70,6 @@ fn body_crc32(body: &[u8]) -> i32 {
     (crc32(body) & 0x7FFF_FFFF) as i32
 }
 
-fn client(seed: u64) -> RemotingClient {
-    RemotingClient::new(
-        TokioNet::shared(),
-        SystemClock::shared(),
-        Rng::shared(seed),
-        ClientConfig::default(),
-        ProcessorTable::new(),
-        None,
-    )
-}
-
 /// A name server listening on a loopback port, and a client connected to it (an admin tool,
 /// or a broker when a test registers through it).
 struct NameServer {
@@ -118,7 +106,7 @@ impl NameServer {
             controller,
             addr,
             disk,
-            client: client(1),
+            client: remoting_client(1),
         }
     }
 
@@ -528,7 +516,7 @@ async fn slave_registering_after_its_master_is_told_the_master_and_ha_addresses(
 #[tokio::test]
 async fn closing_the_registering_connection_removes_the_brokers_routes() {
     let namesrv = NameServer::start().await;
-    let broker_connection = client(2);
+    let broker_connection = remoting_client(2);
     let master = Broker::master("broker-a", MASTER_ADDR, &[("TopicTest", 4)]);
     let response = namesrv
         .call_via(&broker_connection, master.register_request())

@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocket_engine::remoting::transport::{
-    Channel, ChannelEvent, ChannelEventListener, ClientConfig, ProcessorTable, RemotingClient,
-    RemotingError, RemotingServer, ServerConfig,
+    Channel, ChannelEvent, ChannelEventListener, RemotingClient, RemotingError, RemotingServer,
+    ServerConfig,
 };
 use ferrocket_engine::remoting::{RemotingCommand, response_code};
-use ferrocket_engine::rng::Rng;
 use ferrocket_net::{SystemClock, TokioNet};
-use ferrocket_tests::{ECHO, TestProcessors};
+use ferrocket_tests::{ECHO, TestProcessors, remoting_client};
 use madsim::net::NetSim;
-use madsim::runtime::Handle;
+use madsim::runtime::{Handle, NodeHandle};
 
 const SERVER_ADDR: &str = "10.0.0.1:9876";
 
@@ -44,6 +43,28 @@ async fn serve_forever_with(listener: Option<Arc<dyn ChannelEventListener>>) {
     std::future::pending::<()>().await;
 }
 
+/// The client node, beside the server on the simulated network.
+fn client_node(handle: &Handle) -> NodeHandle {
+    handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build()
+}
+
+/// A server node that logs its connection events into `log`, and the client node.
+fn logged_server_and_client_node(log: &Arc<EventLog>) -> NodeHandle {
+    let handle = Handle::current();
+    let listener: Arc<dyn ChannelEventListener> = log.clone();
+    handle
+        .create_node()
+        .name("server")
+        .ip("10.0.0.1".parse().unwrap())
+        .init(move || serve_forever_with(Some(listener.clone())))
+        .build();
+    client_node(&handle)
+}
+
 #[madsim::test]
 async fn client_sees_errors_during_partition_and_kill_and_recovers_after() {
     let _ = tracing_subscriber::fmt()
@@ -57,22 +78,10 @@ async fn client_sees_errors_during_partition_and_kill_and_recovers_after() {
         .init(serve_forever)
         .build();
     let server_id = server.id();
-    let client_node = handle
-        .create_node()
-        .name("client")
-        .ip("10.0.0.2".parse().unwrap())
-        .build();
 
-    client_node
+    client_node(&handle)
         .spawn(async move {
-            let client = Arc::new(RemotingClient::new(
-                TokioNet::shared(),
-                SystemClock::shared(),
-                Rng::shared(handle.seed()),
-                ClientConfig::default(),
-                ProcessorTable::new(),
-                None,
-            ));
+            let client = Arc::new(remoting_client(handle.seed()));
             let timeout = Duration::from_secs(1);
             // Let the server bind.
             madsim::time::sleep(Duration::from_millis(100)).await;
@@ -134,30 +143,10 @@ impl ChannelEventListener for EventLog {
 
 #[madsim::test]
 async fn idle_connection_is_closed_after_120_s_and_the_client_reconnects() {
-    let handle = Handle::current();
     let log = Arc::new(EventLog::default());
-    let listener: Arc<dyn ChannelEventListener> = log.clone();
-    handle
-        .create_node()
-        .name("server")
-        .ip("10.0.0.1".parse().unwrap())
-        .init(move || serve_forever_with(Some(listener.clone())))
-        .build();
-    let client_node = handle
-        .create_node()
-        .name("client")
-        .ip("10.0.0.2".parse().unwrap())
-        .build();
-    client_node
+    logged_server_and_client_node(&log)
         .spawn(async move {
-            let client = RemotingClient::new(
-                TokioNet::shared(),
-                SystemClock::shared(),
-                Rng::shared(5),
-                ClientConfig::default(),
-                ProcessorTable::new(),
-                None,
-            );
+            let client = remoting_client(5);
             let timeout = Duration::from_secs(1);
             madsim::time::sleep(Duration::from_millis(100)).await;
             client
@@ -185,30 +174,10 @@ async fn idle_connection_is_closed_after_120_s_and_the_client_reconnects() {
 
 #[madsim::test]
 async fn concurrent_requests_share_one_connect_and_then_its_open_connection() {
-    let handle = Handle::current();
     let log = Arc::new(EventLog::default());
-    let listener: Arc<dyn ChannelEventListener> = log.clone();
-    handle
-        .create_node()
-        .name("server")
-        .ip("10.0.0.1".parse().unwrap())
-        .init(move || serve_forever_with(Some(listener.clone())))
-        .build();
-    let client_node = handle
-        .create_node()
-        .name("client")
-        .ip("10.0.0.2".parse().unwrap())
-        .build();
-    client_node
+    logged_server_and_client_node(&log)
         .spawn(async move {
-            let client = Arc::new(RemotingClient::new(
-                TokioNet::shared(),
-                SystemClock::shared(),
-                Rng::shared(6),
-                ClientConfig::default(),
-                ProcessorTable::new(),
-                None,
-            ));
+            let client = Arc::new(remoting_client(6));
             madsim::time::sleep(Duration::from_millis(100)).await;
             // Two rounds: the first finds no connection (one caller connects, the others wait
             // for it), the second finds it open.
