@@ -281,6 +281,27 @@ mod tests {
     }
 
     #[test]
+    fn padded_numbers_are_read_leniently_and_padding_alone_is_not_a_number() {
+        let header = Sample::decode(&fields(&[
+            ("topic", "T"),
+            ("queueId", " 3 "),
+            ("offset", "\t-1\n"),
+        ]))
+        .unwrap();
+        assert_eq!((header.queue_id, header.offset), (3, Some(-1)));
+        for bad in ["3 x", " - 1", "+ 2"] {
+            assert_eq!(
+                Sample::decode(&fields(&[("topic", "T"), ("queueId", bad)])),
+                Err(HeaderError::Invalid {
+                    field: "queueId",
+                    value: bad.into()
+                }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_number_is_invalid_not_a_panic() {
         let error = Sample::decode(&fields(&[("topic", "T"), ("queueId", "x1")])).unwrap_err();
         assert_eq!(
